@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "cmdline.h"
+#include "machine/debug-exit.h"
+#include "util/error.h"
+#include "util/opts.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef enum {
+    OPT_M,
+    OPT_SMP,
+    OPT_KERNEL,
+    OPT_INITRD,
+    OPT_APPEND,
+    OPT_SERIAL,
+    OPT_NOGRAPHIC,
+    OPT_DISPLAY,
+    OPT_NO_REBOOT,
+    OPT_NAME,
+    OPT_DEVICE,
+    OPT_ENABLE_KVM,
+    OPT_ACCEL,
+    OPT_CPU,
+    OPT_NODEFAULTS,
+    OPT_NO_USER_CONFIG,
+    OPT_HELP,
+    OPT_VERSION,
+} OptId;
+
+typedef struct {
+    const char *name;
+    OptId id;
+    bool has_arg;
+    const char *arg_name;
+    const char *help;
+} OptDef;
+
+static const OptDef opt_defs[] = {
+    {"m", OPT_M, true, "[size=]N[KMGT]", "guest RAM (a bare number is MiB; default 128M)"},
+    {"smp", OPT_SMP, true, "[cpus=]N[,sockets=S,cores=C,threads=T,maxcpus=M]",
+     "number of vCPUs"},
+    {"kernel", OPT_KERNEL, true, "FILE", "Linux kernel: bzImage or ELF vmlinux with PVH note"},
+    {"initrd", OPT_INITRD, true, "FILE", "initial ramdisk"},
+    {"append", OPT_APPEND, true, "CMDLINE", "kernel command line"},
+    {"serial", OPT_SERIAL, true, "DEV",
+     "COM1 backend: stdio, file:PATH, pty, unix:PATH,server=on[,wait=off], null, none"},
+    {"nographic", OPT_NOGRAPHIC, false, NULL, "no display; serial on stdio (C-a h for help)"},
+    {"display", OPT_DISPLAY, true, "none", "only 'none': qlite has no display"},
+    {"no-reboot", OPT_NO_REBOOT, false, NULL, "exit instead of rebooting"},
+    {"name", OPT_NAME, true, "[guest=]NAME", "name of the guest"},
+    {"device", OPT_DEVICE, true, "isa-debug-exit[,iobase=A][,iosize=N]",
+     "add a device (a guest write of V to the port exits with (V<<1)|1)"},
+    {"enable-kvm", OPT_ENABLE_KVM, false, NULL, "accepted: qlite always uses KVM"},
+    {"accel", OPT_ACCEL, true, "kvm", "accepted: qlite always uses KVM"},
+    {"cpu", OPT_CPU, true, "host", "accepted: the vCPUs are always the host's model"},
+    {"nodefaults", OPT_NODEFAULTS, false, NULL, "no default devices (no serial unless -serial)"},
+    {"no-user-config", OPT_NO_USER_CONFIG, false, NULL, "accepted: qlite reads no config file"},
+    {"h", OPT_HELP, false, NULL, "this help"},
+    {"help", OPT_HELP, false, NULL, NULL},
+    {"version", OPT_VERSION, false, NULL, "print the version"},
+};
+
+void cmdline_print_help(void)
+{
+    printf("qlite " QLITE_VERSION " - a lean virtual machine monitor for Linux KVM\n"
+           "usage: qlite [options]\n\n");
+    for (size_t i = 0; i < G_N_ELEMENTS(opt_defs); i++) {
+        const OptDef *d = &opt_defs[i];
+        if (!d->help) {
+            continue;
+        }
+        g_autofree char *lhs =
+            g_strdup_printf("-%s%s%s", d->name, d->has_arg ? " " : "", d->has_arg ? d->arg_name : "");
+        printf("  %-40s %s\n", lhs, d->help);
+    }
+    printf("\nExit status: 0 when the guest powers off (or resets with -no-reboot), 1 on a\n"
+           "setup error, 2 when the VM fails, (V<<1)|1 when the guest writes V to\n"
+           "isa-debug-exit.\n");
+}
+
+static const OptDef *cmdline_find(const char *arg)
+{
+    /* QEMU takes "-opt" and "--opt" alike. */
+    const char *name = arg + 1;
+    if (*name == '-') {
+        name++;
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(opt_defs); i++) {
+        if (strcmp(opt_defs[i].name, name) == 0) {
+            return &opt_defs[i];
+        }
+    }
+    return NULL;
+}
+
+static bool parse_ram(const char *arg, MachineConfig *cfg, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "size", error);
+    if (!o) {
+        return false;
+    }
+    const char *size = opts_get(o, "size");
+    if (!opts_check_unused(o, error)) {
+        return false;
+    }
+    uint64_t bytes;
+    /* A bare number means MiB, as in QEMU. */
+    if (!size || !parse_size(size, 1ULL << 20, &bytes)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "invalid RAM size '%s'",
+                    size ? size : "");
+        return false;
+    }
+    if (bytes < CMDLINE_MIN_RAM || bytes > CMDLINE_MAX_RAM) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "RAM size must be between 8 MiB and 1 TiB");
+        return false;
+    }
+    cfg->ram_size = (bytes + 0x1fffff) & ~0x1fffffULL; /* whole 2 MiB pages */
+    return true;
+}
+
+static bool parse_smp(const char *arg, MachineConfig *cfg, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "cpus", error);
+    if (!o) {
+        return false;
+    }
+    uint64_t cpus, sockets, cores, threads, maxcpus;
+    if (!opts_get_u64(o, "cpus", 0, &cpus, error) ||
+        !opts_get_u64(o, "sockets", 0, &sockets, error) ||
+        !opts_get_u64(o, "cores", 0, &cores, error) ||
+        !opts_get_u64(o, "threads", 0, &threads, error) ||
+        !opts_get_u64(o, "maxcpus", 0, &maxcpus, error) || !opts_check_unused(o, error)) {
+        return false;
+    }
+    uint64_t topo = (sockets ? sockets : 1) * (cores ? cores : 1) * (threads ? threads : 1);
+    if (!cpus) {
+        cpus = (sockets || cores || threads) ? topo : 1;
+    } else if ((sockets || cores || threads) && topo != cpus) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "cpus=%" G_GUINT64_FORMAT " does not match the topology (%" G_GUINT64_FORMAT
+                    " vCPUs)",
+                    cpus, topo);
+        return false;
+    }
+    if (maxcpus && maxcpus != cpus) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "CPU hotplug is not supported: maxcpus must equal cpus");
+        return false;
+    }
+    if (cpus > CMDLINE_MAX_CPUS) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "%" G_GUINT64_FORMAT " vCPUs requested, at most %d supported", cpus,
+                    CMDLINE_MAX_CPUS);
+        return false;
+    }
+    cfg->ncpus = (unsigned)cpus;
+    return true;
+}
+
+static bool parse_device(const char *arg, MachineConfig *cfg, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "driver", error);
+    if (!o) {
+        return false;
+    }
+    const char *driver = opts_get(o, "driver");
+    if (!driver || strcmp(driver, "isa-debug-exit") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "'%s' is not a valid device model name", driver ? driver : "");
+        return false;
+    }
+    uint64_t base, size;
+    if (!opts_get_u64(o, "iobase", DEBUG_EXIT_DEFAULT_BASE, &base, error) ||
+        !opts_get_u64(o, "iosize", DEBUG_EXIT_DEFAULT_SIZE, &size, error) ||
+        !opts_check_unused(o, error)) {
+        return false;
+    }
+    if (size == 0 || size > 8 || base > 0xffff || base + size > 0x10000) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "isa-debug-exit: iobase=0x%" G_GINT64_MODIFIER "x iosize=%" G_GUINT64_FORMAT
+                    " is not a valid port range",
+                    base, size);
+        return false;
+    }
+    if (cfg->debug_exit) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "only one isa-debug-exit device is supported");
+        return false;
+    }
+    cfg->debug_exit = true;
+    cfg->debug_exit_base = (uint16_t)base;
+    cfg->debug_exit_size = (uint16_t)size;
+    return true;
+}
+
+static bool parse_name(const char *arg, MachineConfig *cfg, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "guest", error);
+    if (!o) {
+        return false;
+    }
+    const char *name = opts_get(o, "guest");
+    /* QEMU's debug-threads= and process= are accepted; qlite names its threads anyway. */
+    opts_get(o, "debug-threads");
+    opts_get(o, "process");
+    if (!opts_check_unused(o, error)) {
+        return false;
+    }
+    g_free(cfg->name);
+    cfg->name = g_strdup(name);
+    return true;
+}
+
+static bool parse_accel(const char *arg, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "accel", error);
+    if (!o) {
+        return false;
+    }
+    const char *accel = opts_get(o, "accel");
+    if (!accel || strcmp(accel, "kvm") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "accelerator '%s' is not supported: qlite only runs on KVM",
+                    accel ? accel : "");
+        return false;
+    }
+    return opts_check_unused(o, error);
+}
+
+static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
+                          bool *nodefaults, bool *serial_set, GError **error)
+{
+    switch (d->id) {
+    case OPT_M:
+        return parse_ram(arg, cfg, error);
+    case OPT_SMP:
+        return parse_smp(arg, cfg, error);
+    case OPT_KERNEL:
+        g_free(cfg->kernel);
+        cfg->kernel = g_strdup(arg);
+        return true;
+    case OPT_INITRD:
+        g_free(cfg->initrd);
+        cfg->initrd = g_strdup(arg);
+        return true;
+    case OPT_APPEND:
+        g_free(cfg->append);
+        cfg->append = g_strdup(arg);
+        return true;
+    case OPT_SERIAL:
+        if (*serial_set) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "only one serial port (COM1) is supported");
+            return false;
+        }
+        *serial_set = true;
+        g_free(cfg->serial);
+        cfg->serial = strcmp(arg, "none") == 0 ? NULL : g_strdup(arg);
+        return true;
+    case OPT_NOGRAPHIC:
+        if (!*serial_set) {
+            g_free(cfg->serial);
+            cfg->serial = g_strdup("stdio");
+        }
+        return true;
+    case OPT_DISPLAY:
+        if (strcmp(arg, "none") != 0) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "display '%s' is not supported: qlite has no display ('none' only)", arg);
+            return false;
+        }
+        return true;
+    case OPT_NO_REBOOT:
+        cfg->no_reboot = true;
+        return true;
+    case OPT_NAME:
+        return parse_name(arg, cfg, error);
+    case OPT_DEVICE:
+        return parse_device(arg, cfg, error);
+    case OPT_ACCEL:
+        return parse_accel(arg, error);
+    case OPT_CPU:
+        if (strcmp(arg, "host") != 0 && strcmp(arg, "max") != 0) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "CPU model '%s' is not supported ('host' only)", arg);
+            return false;
+        }
+        return true;
+    case OPT_NODEFAULTS:
+        *nodefaults = true;
+        return true;
+    case OPT_ENABLE_KVM:
+    case OPT_NO_USER_CONFIG:
+    case OPT_HELP:
+    case OPT_VERSION:
+        return true;
+    }
+    return true;
+}
+
+bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *action,
+                   GError **error)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->ram_size = CMDLINE_DEFAULT_RAM;
+    cfg->ncpus = 1;
+    *action = CMDLINE_RUN;
+    bool nodefaults = false, serial_set = false;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const OptDef *d = a[0] == '-' ? cmdline_find(a) : NULL;
+        if (!d) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        a[0] == '-' ? "%s: invalid option"
+                                    : "%s: unexpected argument (options start with '-')",
+                        a);
+            return false;
+        }
+        const char *arg = NULL;
+        if (d->has_arg) {
+            if (i + 1 >= argc) {
+                g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                            "%s: requires an argument", a);
+                return false;
+            }
+            arg = argv[++i];
+        }
+        if (d->id == OPT_HELP) {
+            *action = CMDLINE_HELP;
+            return true;
+        }
+        if (d->id == OPT_VERSION) {
+            *action = CMDLINE_VERSION;
+            return true;
+        }
+        if (!cmdline_apply(d, arg, cfg, &nodefaults, &serial_set, error)) {
+            g_prefix_error(error, "%s %s: ", a, arg ? arg : "");
+            return false;
+        }
+    }
+    /* With no display, QEMU's default serial console would be invisible: use stdio. */
+    if (!serial_set && !nodefaults && !cfg->serial) {
+        cfg->serial = g_strdup("stdio");
+    }
+    if (!cfg->kernel) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "no -kernel given: qlite boots Linux kernels directly");
+        return false;
+    }
+    if (cfg->initrd && !cfg->kernel) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "-initrd needs -kernel");
+        return false;
+    }
+    return true;
+}

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "cpu/kvm.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define KVM_CPUID_MAX_ENTRIES 256
+
+/* Every capability the code relies on; a missing one is named in the error. */
+static const struct {
+    int cap;
+    const char *name;
+} kvm_required_caps[] = {
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+    {KVM_CAP_IRQ_INJECT_STATUS, "KVM_CAP_IRQ_INJECT_STATUS"},
+    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
+    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
+};
+
+static int kvm_check_cap(int fd, int cap)
+{
+    return ioctl(fd, KVM_CHECK_EXTENSION, cap);
+}
+
+static bool kvm_open(Kvm *kvm, GError **error)
+{
+    kvm->sys_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (kvm->sys_fd < 0) {
+        qlite_error_errno(error, errno, "cannot open /dev/kvm");
+        return false;
+    }
+    int version = ioctl(kvm->sys_fd, KVM_GET_API_VERSION, 0);
+    if (version != KVM_API_VERSION) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_MISSING,
+                    "/dev/kvm speaks KVM API version %d, qlite needs %d", version,
+                    KVM_API_VERSION);
+        return false;
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(kvm_required_caps); i++) {
+        if (kvm_check_cap(kvm->sys_fd, kvm_required_caps[i].cap) <= 0) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_MISSING,
+                        "KVM lacks the capability %s that qlite needs", kvm_required_caps[i].name);
+            return false;
+        }
+    }
+    kvm->run_size = ioctl(kvm->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (kvm->run_size < (int)sizeof(struct kvm_run)) {
+        qlite_error_errno(error, errno, "KVM_GET_VCPU_MMAP_SIZE");
+        return false;
+    }
+    kvm->supported_cpuid =
+        g_malloc0(sizeof(struct kvm_cpuid2) + KVM_CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2));
+    kvm->supported_cpuid->nent = KVM_CPUID_MAX_ENTRIES;
+    if (ioctl(kvm->sys_fd, KVM_GET_SUPPORTED_CPUID, kvm->supported_cpuid) < 0) {
+        qlite_error_errno(error, errno, "KVM_GET_SUPPORTED_CPUID");
+        return false;
+    }
+    return true;
+}
+
+static bool kvm_save_irqchip_init(Kvm *kvm, GError **error)
+{
+    static const int chips[] = {KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC};
+    for (size_t i = 0; i < G_N_ELEMENTS(chips); i++) {
+        kvm->irqchip_init[i].chip_id = chips[i];
+        if (ioctl(kvm->vm_fd, KVM_GET_IRQCHIP, &kvm->irqchip_init[i]) < 0) {
+            qlite_error_errno(error, errno, "KVM_GET_IRQCHIP");
+            return false;
+        }
+    }
+    if (ioctl(kvm->vm_fd, KVM_GET_PIT2, &kvm->pit_init) < 0) {
+        qlite_error_errno(error, errno, "KVM_GET_PIT2");
+        return false;
+    }
+    return true;
+}
+
+Kvm *kvm_new(GError **error)
+{
+    g_autoptr(Kvm) kvm = g_new0(Kvm, 1);
+    kvm->sys_fd = kvm->vm_fd = -1;
+    if (!kvm_open(kvm, error)) {
+        return NULL;
+    }
+    kvm->vm_fd = ioctl(kvm->sys_fd, KVM_CREATE_VM, 0);
+    if (kvm->vm_fd < 0) {
+        qlite_error_errno(error, errno, "KVM_CREATE_VM");
+        return NULL;
+    }
+    if (ioctl(kvm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
+        qlite_error_errno(error, errno, "KVM_SET_TSS_ADDR");
+        return NULL;
+    }
+    /* Only VMX without unrestricted guest needs it; some hosts do not offer it. */
+    if (kvm_check_cap(kvm->vm_fd, KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
+        uint64_t addr = KVM_IDENTITY_MAP_ADDR;
+        if (ioctl(kvm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &addr) < 0) {
+            qlite_error_errno(error, errno, "KVM_SET_IDENTITY_MAP_ADDR");
+            return NULL;
+        }
+    }
+    if (ioctl(kvm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+        qlite_error_errno(error, errno, "KVM_CREATE_IRQCHIP");
+        return NULL;
+    }
+    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    if (ioctl(kvm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+        qlite_error_errno(error, errno, "KVM_CREATE_PIT2");
+        return NULL;
+    }
+    if (!kvm_save_irqchip_init(kvm, error)) {
+        return NULL;
+    }
+    return g_steal_pointer(&kvm);
+}
+
+void kvm_free(Kvm *kvm)
+{
+    if (!kvm) {
+        return;
+    }
+    if (kvm->vm_fd >= 0) {
+        close(kvm->vm_fd);
+    }
+    if (kvm->sys_fd >= 0) {
+        close(kvm->sys_fd);
+    }
+    g_free(kvm->supported_cpuid);
+    g_free(kvm);
+}
+
+bool kvm_map_ram(Kvm *kvm, GuestMem *mem, GError **error)
+{
+    for (unsigned i = 0; i < mem->nregions; i++) {
+        struct kvm_userspace_memory_region r = {
+            .slot = i,
+            .guest_phys_addr = mem->regions[i].gpa,
+            .memory_size = mem->regions[i].size,
+            .userspace_addr = (uintptr_t)mem->regions[i].hva,
+        };
+        if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+            qlite_error_errno(error, errno, "KVM_SET_USER_MEMORY_REGION slot %u", i);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool kvm_irq_line(Kvm *kvm, unsigned irq, bool level)
+{
+    struct kvm_irq_level l = {.irq = irq, .level = level};
+    return ioctl(kvm->vm_fd, KVM_IRQ_LINE_STATUS, &l) == 0;
+}
+
+bool kvm_reset_irqchip(Kvm *kvm, GError **error)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(kvm->irqchip_init); i++) {
+        if (ioctl(kvm->vm_fd, KVM_SET_IRQCHIP, &kvm->irqchip_init[i]) < 0) {
+            qlite_error_errno(error, errno, "KVM_SET_IRQCHIP");
+            return false;
+        }
+    }
+    if (ioctl(kvm->vm_fd, KVM_SET_PIT2, &kvm->pit_init) < 0) {
+        qlite_error_errno(error, errno, "KVM_SET_PIT2");
+        return false;
+    }
+    return true;
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * ACPI tables (ACPI 6.4): RSDP, XSDT, FADT, FACS, DSDT, MADT. Deliberately
+ * small: the DSDT holds only \_S5, so a guest interprets almost no AML.
+ */
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ACPI_TABLES_BASE 0xe0000 /* inside the BIOS area where the RSDP is searched */
+#define ACPI_TABLES_MAX  0x10000
+
+typedef struct AcpiConfig {
+    unsigned ncpus;
+    uint16_t pm1a_evt_blk;
+    uint16_t pm1a_cnt_blk;
+    uint8_t sci_irq;
+} AcpiConfig;
+
+/*
+ * Builds the tables into buf (to be copied to guest address base). Returns the
+ * bytes used, or 0 if cap is too small; *rsdp gets the RSDP's guest address.
+ */
+size_t acpi_build(uint8_t *buf, size_t cap, uint64_t base, const AcpiConfig *cfg,
+                  uint64_t *rsdp);
+/* The value that makes the bytes sum to zero. */
+uint8_t acpi_checksum(const void *data, size_t len);

@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "machine/pc.h"
+#include "chardev/chardev.h"
+#include "cpu/kvm.h"
+#include "cpu/vcpu.h"
+#include "machine/acpi-pm.h"
+#include "machine/acpi.h"
+#include "machine/boot.h"
+#include "machine/debug-exit.h"
+#include "machine/i8042.h"
+#include "machine/rtc.h"
+#include "machine/serial.h"
+#include "mem/bus.h"
+#include "mem/guest-mem.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <glib-unix.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define PIO_SPACE_SIZE 0x10000
+
+struct Machine {
+    MachineConfig cfg;
+    GMainContext *ctx;
+    GMainLoop *loop;
+
+    Kvm *kvm;
+    GuestMem *mem;
+    Bus *pio;
+    Bus *mmio;
+    CpuSet *cpus;
+
+    /* What the boot loader copies in again at every reset. */
+    GMappedFile *kernel_file;
+    GMappedFile *initrd_file;
+    BootKernel kernel;
+    uint8_t acpi[ACPI_TABLES_MAX];
+    size_t acpi_size;
+    uint64_t rsdp;
+
+    Chardev *serial_chr;
+    Serial *serial;
+    Rtc *rtc;
+    I8042 *kbd;
+    AcpiPm *pm;
+    DebugExit debug_exit;
+
+    GSource *signal_sources[3];
+    gint ending;      /* set once: the VM is on its way out */
+    int exit_status;  /* valid once ending */
+    gint resetting;   /* a reset is queued on the main loop */
+};
+
+void machine_config_clear(MachineConfig *cfg)
+{
+    g_free(cfg->kernel);
+    g_free(cfg->initrd);
+    g_free(cfg->append);
+    g_free(cfg->serial);
+    g_free(cfg->name);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- requests from device and vCPU threads, carried out on the main loop ---- */
+
+static gboolean machine_do_exit(gpointer opaque)
+{
+    Machine *m = opaque;
+    g_main_loop_quit(m->loop);
+    return G_SOURCE_REMOVE;
+}
+
+void machine_request_exit(Machine *m, int status, const char *why)
+{
+    if (!g_atomic_int_compare_and_exchange(&m->ending, 0, 1)) {
+        return; /* the first reason to end wins */
+    }
+    m->exit_status = status;
+    g_debug("ending: %s (exit status %d)", why, status);
+    cpus_request_pause(m->cpus);
+    g_main_context_invoke(m->ctx, machine_do_exit, m);
+}
+
+static bool machine_load_boot_images(Machine *m, GError **error)
+{
+    BootSetup setup = {
+        .kernel = &m->kernel,
+        .cmdline = m->cfg.append,
+        .rsdp = m->rsdp,
+    };
+    if (m->initrd_file) {
+        setup.initrd = (const uint8_t *)g_mapped_file_get_contents(m->initrd_file);
+        setup.initrd_size = g_mapped_file_get_length(m->initrd_file);
+        setup.initrd_name = m->cfg.initrd;
+    }
+    BootEntry entry;
+    if (!guest_mem_write(m->mem, ACPI_TABLES_BASE, m->acpi, m->acpi_size)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "no RAM for the ACPI tables");
+        return false;
+    }
+    if (!boot_load(m->mem, &setup, &entry, error)) {
+        g_prefix_error(error, "%s: ", m->cfg.kernel);
+        return false;
+    }
+    return vcpu_set_boot_entry(m->cpus->cpus[0], &entry, error);
+}
+
+static bool machine_reset_all(Machine *m, GError **error)
+{
+    if (!guest_mem_clear(m->mem, error) || !kvm_reset_irqchip(m->kvm, error) ||
+        !cpus_reset(m->cpus, error)) {
+        return false;
+    }
+    if (m->serial) {
+        serial_reset(m->serial);
+    }
+    rtc_reset(m->rtc);
+    i8042_reset(m->kbd);
+    acpi_pm_reset(m->pm);
+    return machine_load_boot_images(m, error);
+}
+
+static gboolean machine_do_reset(gpointer opaque)
+{
+    Machine *m = opaque;
+    g_atomic_int_set(&m->resetting, 0);
+    if (g_atomic_int_get(&m->ending)) {
+        return G_SOURCE_REMOVE;
+    }
+    cpus_pause(m->cpus);
+    g_autoptr(GError) err = NULL;
+    if (!machine_reset_all(m, &err)) {
+        g_printerr("qlite: reset failed: %s\n", err->message);
+        machine_request_exit(m, QLITE_EXIT_FAILURE, "reset failed");
+        return G_SOURCE_REMOVE;
+    }
+    cpus_resume(m->cpus);
+    return G_SOURCE_REMOVE;
+}
+
+void machine_request_reset(Machine *m, const char *why)
+{
+    if (m->cfg.no_reboot) {
+        /* As QEMU with -no-reboot: a guest reset ends the process successfully. */
+        machine_request_exit(m, QLITE_EXIT_OK, why);
+        return;
+    }
+    g_debug("guest reset: %s", why);
+    cpus_request_pause(m->cpus);
+    if (g_atomic_int_compare_and_exchange(&m->resetting, 0, 1)) {
+        g_main_context_invoke(m->ctx, machine_do_reset, m);
+    }
+}
+
+/* ---- callbacks wiring devices to the machine ---- */
+
+static void machine_cpu_reset(void *opaque, const char *why)
+{
+    machine_request_reset(opaque, why);
+}
+
+static void machine_cpu_failure(void *opaque, Vcpu *cpu)
+{
+    Machine *m = opaque;
+    vcpu_dump(cpu, stderr);
+    machine_request_exit(m, QLITE_EXIT_FAILURE, "vCPU failure");
+}
+
+static void machine_kbd_reset(void *opaque)
+{
+    machine_request_reset(opaque, "keyboard controller reset");
+}
+
+static void machine_poweroff(void *opaque)
+{
+    machine_request_exit(opaque, QLITE_EXIT_OK, "guest powered off");
+}
+
+static void machine_debug_exit(void *opaque, int status)
+{
+    machine_request_exit(opaque, status, "isa-debug-exit");
+}
+
+static void machine_user_quit(void *opaque)
+{
+    machine_request_exit(opaque, QLITE_EXIT_OK, "user quit");
+}
+
+static gboolean machine_on_signal(gpointer opaque)
+{
+    Machine *m = opaque;
+    fprintf(stderr, "qlite: terminating on signal\n");
+    machine_request_exit(m, QLITE_EXIT_OK, "signal");
+    return G_SOURCE_CONTINUE;
+}
+
+static void serial_chr_write(void *opaque, const uint8_t *buf, size_t len)
+{
+    chardev_write(opaque, buf, len);
+}
+
+static void serial_chr_accept(void *opaque)
+{
+    chardev_accept_input(opaque);
+}
+
+static void serial_set_irq(void *opaque, bool level)
+{
+    Machine *m = opaque;
+    kvm_irq_line(m->kvm, SERIAL_COM1_IRQ, level);
+}
+
+static size_t serial_fe_can_receive(void *opaque)
+{
+    return serial_can_receive(opaque);
+}
+
+static void serial_fe_receive(void *opaque, const uint8_t *buf, size_t len)
+{
+    serial_receive(opaque, buf, len);
+}
+
+static time_t host_now(void)
+{
+    return time(NULL);
+}
+
+/* ---- assembly ---- */
+
+static bool machine_load_files(Machine *m, GError **error)
+{
+    g_autoptr(GError) err = NULL;
+    m->kernel_file = g_mapped_file_new(m->cfg.kernel, FALSE, &err);
+    if (!m->kernel_file) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "cannot read kernel: %s",
+                    err->message);
+        return false;
+    }
+    const uint8_t *data = (const uint8_t *)g_mapped_file_get_contents(m->kernel_file);
+    if (!boot_parse_kernel(data, g_mapped_file_get_length(m->kernel_file), &m->kernel, error)) {
+        g_prefix_error(error, "%s: ", m->cfg.kernel);
+        return false;
+    }
+    if (m->cfg.initrd) {
+        m->initrd_file = g_mapped_file_new(m->cfg.initrd, FALSE, &err);
+        if (!m->initrd_file) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "cannot read initrd: %s",
+                        err->message);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool machine_add_devices(Machine *m, GError **error)
+{
+    if (m->cfg.serial) {
+        m->serial_chr = chardev_new(m->cfg.serial, "serial0", m->ctx, error);
+        if (!m->serial_chr) {
+            g_prefix_error(error, "-serial %s: ", m->cfg.serial);
+            return false;
+        }
+        chardev_set_quit_handler(m->serial_chr, machine_user_quit, m);
+        SerialBackend be = {.write = serial_chr_write,
+                            .accept_input = serial_chr_accept,
+                            .opaque = m->serial_chr,
+                            .set_irq = serial_set_irq,
+                            .irq_opaque = m};
+        m->serial = serial_new(&be);
+        if (!bus_register(m->pio, SERIAL_COM1_BASE, SERIAL_NR_REGS, &serial_bus_ops, m->serial,
+                          "serial", error)) {
+            return false;
+        }
+    }
+    m->rtc = rtc_new(host_now);
+    m->kbd = i8042_new(machine_kbd_reset, m);
+    m->pm = acpi_pm_new(machine_poweroff, m);
+    if (!bus_register(m->pio, RTC_BASE, 2, &rtc_bus_ops, m->rtc, "rtc", error) ||
+        !bus_register(m->pio, I8042_DATA_PORT, I8042_CMD_PORT - I8042_DATA_PORT + 1,
+                      &i8042_bus_ops, m->kbd, "i8042", error) ||
+        !bus_register(m->pio, ACPI_PM_BASE, ACPI_PM_LEN, &acpi_pm_bus_ops, m->pm, "acpi-pm",
+                      error)) {
+        return false;
+    }
+    if (m->cfg.debug_exit) {
+        m->debug_exit = (DebugExit){.exit = machine_debug_exit, .opaque = m};
+        if (!bus_register(m->pio, m->cfg.debug_exit_base, m->cfg.debug_exit_size,
+                          &debug_exit_bus_ops, &m->debug_exit, "isa-debug-exit", error)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+Machine *machine_new(const MachineConfig *cfg, GError **error)
+{
+    g_autoptr(Machine) m = g_new0(Machine, 1);
+    m->cfg = *cfg;
+    m->cfg.kernel = g_strdup(cfg->kernel);
+    m->cfg.initrd = g_strdup(cfg->initrd);
+    m->cfg.append = g_strdup(cfg->append);
+    m->cfg.serial = g_strdup(cfg->serial);
+    m->cfg.name = g_strdup(cfg->name);
+    m->ctx = g_main_context_ref(g_main_context_default());
+    m->loop = g_main_loop_new(m->ctx, FALSE);
+
+    /* Files first: a wrong path is reported before any KVM work. */
+    if (!machine_load_files(m, error)) {
+        return NULL;
+    }
+    m->kvm = kvm_new(error);
+    if (!m->kvm) {
+        return NULL;
+    }
+    m->mem = guest_mem_new(cfg->ram_size, PC_LOWMEM_LIMIT, error);
+    if (!m->mem || !kvm_map_ram(m->kvm, m->mem, error)) {
+        return NULL;
+    }
+    m->pio = bus_new("pio");
+    m->mmio = bus_new("mmio");
+    if (!machine_add_devices(m, error)) {
+        return NULL;
+    }
+    VcpuEvents ev = {.reset = machine_cpu_reset, .failure = machine_cpu_failure, .opaque = m};
+    m->cpus = cpus_new(m->kvm, cfg->ncpus, m->pio, m->mmio, &ev, error);
+    if (!m->cpus) {
+        return NULL;
+    }
+
+    AcpiConfig acfg = {.ncpus = cfg->ncpus, .pm1a_evt_blk = ACPI_PM1_EVT_BLK,
+                       .pm1a_cnt_blk = ACPI_PM1_CNT_BLK, .sci_irq = ACPI_SCI_IRQ};
+    m->acpi_size = acpi_build(m->acpi, sizeof(m->acpi), ACPI_TABLES_BASE, &acfg, &m->rsdp);
+    if (!m->acpi_size) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "ACPI tables do not fit");
+        return NULL;
+    }
+    if (!machine_load_boot_images(m, error)) {
+        return NULL;
+    }
+    return g_steal_pointer(&m);
+}
+
+int machine_run(Machine *m)
+{
+    static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < G_N_ELEMENTS(signals); i++) {
+        m->signal_sources[i] = g_unix_signal_source_new(signals[i]);
+        g_source_set_callback(m->signal_sources[i], machine_on_signal, m, NULL);
+        g_source_attach(m->signal_sources[i], m->ctx);
+    }
+    if (m->serial_chr) {
+        ChardevFrontend fe = {.can_receive = serial_fe_can_receive,
+                              .receive = serial_fe_receive, .opaque = m->serial};
+        chardev_set_frontend(m->serial_chr, &fe);
+    }
+    g_autoptr(GError) err = NULL;
+    if (!cpus_start(m->cpus, &err)) {
+        g_printerr("qlite: %s\n", err->message);
+        return QLITE_EXIT_ERROR;
+    }
+    g_main_loop_run(m->loop);
+    cpus_pause(m->cpus);
+    return m->exit_status;
+}
+
+void machine_free(Machine *m)
+{
+    if (!m) {
+        return;
+    }
+    cpus_free(m->cpus); /* joins the vCPU threads before their devices go */
+    for (size_t i = 0; i < G_N_ELEMENTS(m->signal_sources); i++) {
+        if (m->signal_sources[i]) {
+            g_source_destroy(m->signal_sources[i]);
+            g_source_unref(m->signal_sources[i]);
+        }
+    }
+    serial_free(m->serial);
+    chardev_free(m->serial_chr);
+    rtc_free(m->rtc);
+    i8042_free(m->kbd);
+    acpi_pm_free(m->pm);
+    bus_free(m->pio);
+    bus_free(m->mmio);
+    guest_mem_free(m->mem);
+    kvm_free(m->kvm);
+    if (m->kernel_file) {
+        g_mapped_file_unref(m->kernel_file);
+    }
+    if (m->initrd_file) {
+        g_mapped_file_unref(m->initrd_file);
+    }
+    if (m->loop) {
+        g_main_loop_unref(m->loop);
+    }
+    if (m->ctx) {
+        g_main_context_unref(m->ctx);
+    }
+    machine_config_clear(&m->cfg);
+    g_free(m);
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * The PC machine: RAM with the hole below 4 GiB, the in-kernel irqchip and
+ * PIT, COM1, the CMOS RTC, an 8042 for reset, ACPI PM1 for power-off, and
+ * the optional isa-debug-exit. Devices are created here, in this order.
+ */
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Process exit codes besides isa-debug-exit's odd (V << 1) | 1. */
+#define QLITE_EXIT_OK      0 /* guest powered off, -no-reboot reset, Ctrl-a x, signal */
+#define QLITE_EXIT_ERROR   1 /* bad option or setup failure: nothing ran */
+#define QLITE_EXIT_FAILURE 2 /* the VM died: emulation failure or an unexpected exit */
+
+#define PC_LOWMEM_LIMIT 0xc0000000ULL /* RAM below 4 GiB stops here; the rest is the PCI hole */
+
+typedef struct MachineConfig {
+    uint64_t ram_size;
+    unsigned ncpus;
+    char *kernel;
+    char *initrd;
+    char *append;
+    char *serial; /* chardev spec, or NULL for no COM1 */
+    char *name;
+    bool no_reboot;
+    bool debug_exit;
+    uint16_t debug_exit_base;
+    uint16_t debug_exit_size;
+} MachineConfig;
+
+void machine_config_clear(MachineConfig *cfg);
+
+typedef struct Machine Machine;
+
+Machine *machine_new(const MachineConfig *cfg, GError **error);
+void machine_free(Machine *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Machine, machine_free)
+
+/* Runs the VM until it ends; returns the process exit code. */
+int machine_run(Machine *m);
+
+/* From any thread. */
+void machine_request_exit(Machine *m, int status, const char *why);
+void machine_request_reset(Machine *m, const char *why);

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/* MC146818 CMOS RTC and NVRAM at ports 0x70/0x71, running on the host's UTC clock. */
+#include "mem/bus.h"
+
+#include <glib.h>
+#include <stdint.h>
+#include <time.h>
+
+#define RTC_BASE        0x70
+#define RTC_CMOS_SIZE   128
+#define RTC_REG_CENTURY 0x32
+
+typedef struct RtcRegs {
+    uint8_t index;
+    uint8_t cmos[RTC_CMOS_SIZE]; /* time registers here are only the guest's writes under SET */
+    int64_t offset;              /* guest time minus host time, seconds */
+} RtcRegs;
+
+typedef struct Rtc {
+    GMutex lock;
+    RtcRegs r;
+    time_t (*now)(void); /* the host clock; tests substitute a fixed one */
+} Rtc;
+
+extern const BusOps rtc_bus_ops;
+
+Rtc *rtc_new(time_t (*now)(void));
+void rtc_free(Rtc *rtc);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Rtc, rtc_free)
+/* Power-on state of the clock registers; the battery-backed NVRAM and time survive. */
+void rtc_reset(Rtc *rtc);

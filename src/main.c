@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* qlite: parse the command line, build the PC, run it. */
+#include "cmdline.h"
+#include "machine/pc.h"
+
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{
+    MachineConfig cfg;
+    CmdlineAction action;
+    g_autoptr(GError) err = NULL;
+
+    if (!cmdline_parse(argc, argv, &cfg, &action, &err)) {
+        fprintf(stderr, "qlite: %s\n", err->message);
+        machine_config_clear(&cfg);
+        return QLITE_EXIT_ERROR;
+    }
+    if (action == CMDLINE_HELP) {
+        cmdline_print_help();
+        machine_config_clear(&cfg);
+        return QLITE_EXIT_OK;
+    }
+    if (action == CMDLINE_VERSION) {
+        printf("qlite version " QLITE_VERSION "\n");
+        machine_config_clear(&cfg);
+        return QLITE_EXIT_OK;
+    }
+
+    Machine *m = machine_new(&cfg, &err);
+    machine_config_clear(&cfg);
+    if (!m) {
+        fprintf(stderr, "qlite: %s\n", err->message);
+        return QLITE_EXIT_ERROR;
+    }
+    int status = machine_run(m);
+    machine_free(m);
+    return status;
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * Guest RAM: one memfd mapped shared, split around the PC hole below 4 GiB.
+ * RAM below lowmem_limit sits at guest address 0; the rest continues at 4 GiB.
+ * A memfd (not anonymous memory) lets later code hand the same pages to
+ * another process or write them out without copying.
+ */
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define GUEST_MEM_HIGH_BASE 0x100000000ULL
+#define GUEST_MEM_MAX_REGIONS 2
+
+typedef struct {
+    uint64_t gpa;
+    uint64_t size;
+    uint8_t *hva;
+} GuestRegion;
+
+typedef struct GuestMem {
+    int fd;
+    uint8_t *base;
+    uint64_t size;
+    GuestRegion regions[GUEST_MEM_MAX_REGIONS];
+    unsigned nregions;
+} GuestMem;
+
+GuestMem *guest_mem_new(uint64_t size, uint64_t lowmem_limit, GError **error);
+void guest_mem_free(GuestMem *mem);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(GuestMem, guest_mem_free)
+
+/* Host pointer to [gpa, gpa+len) if it lies inside one RAM region, else NULL. */
+void *guest_mem_ptr(GuestMem *mem, uint64_t gpa, uint64_t len);
+bool guest_mem_write(GuestMem *mem, uint64_t gpa, const void *src, uint64_t len);
+bool guest_mem_read(GuestMem *mem, uint64_t gpa, void *dst, uint64_t len);
+/* Top of RAM below 4 GiB. */
+uint64_t guest_mem_low_end(const GuestMem *mem);
+/* Zero all of RAM and give the pages back to the host (power-on state). */
+bool guest_mem_clear(GuestMem *mem, GError **error);

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "util/opts.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *key;
+    char *value;
+    bool used;
+} Opt;
+
+struct Opts {
+    GArray *items; /* Opt */
+};
+
+static void opt_clear(gpointer p)
+{
+    Opt *o = p;
+    g_free(o->key);
+    g_free(o->value);
+}
+
+void opts_free(Opts *opts)
+{
+    if (!opts) {
+        return;
+    }
+    g_array_unref(opts->items);
+    g_free(opts);
+}
+
+/* Reads up to an unescaped ',' (or '=' when stop_at_eq); ",," is a literal comma. */
+static char *read_token(const char **p, bool stop_at_eq)
+{
+    GString *s = g_string_new(NULL);
+    while (**p) {
+        if (**p == ',') {
+            if ((*p)[1] == ',') {
+                g_string_append_c(s, ',');
+                *p += 2;
+                continue;
+            }
+            break;
+        }
+        if (stop_at_eq && **p == '=') {
+            break;
+        }
+        g_string_append_c(s, **p);
+        (*p)++;
+    }
+    return g_string_free(s, FALSE);
+}
+
+Opts *opts_parse(const char *text, const char *implied_key, GError **error)
+{
+    g_autoptr(Opts) opts = g_new0(Opts, 1);
+    opts->items = g_array_new(FALSE, TRUE, sizeof(Opt));
+    g_array_set_clear_func(opts->items, opt_clear);
+
+    const char *p = text;
+    bool first = true;
+    while (*p) {
+        g_autofree char *key = read_token(&p, true);
+        Opt o = {0};
+        if (*p == '=') {
+            p++;
+            o.key = g_steal_pointer(&key);
+            o.value = read_token(&p, false);
+        } else if (first && implied_key) {
+            o.key = g_strdup(implied_key);
+            o.value = g_steal_pointer(&key);
+        } else {
+            /* QEMU treats a bare "flag" as "flag=on". */
+            o.key = g_steal_pointer(&key);
+            o.value = g_strdup("on");
+        }
+        if (!*o.key) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "empty parameter name in '%s'",
+                        text);
+            opt_clear(&o);
+            return NULL;
+        }
+        g_array_append_val(opts->items, o);
+        first = false;
+        if (*p == ',') {
+            p++;
+        }
+    }
+    return g_steal_pointer(&opts);
+}
+
+const char *opts_get(Opts *opts, const char *key)
+{
+    const char *found = NULL;
+    for (guint i = 0; i < opts->items->len; i++) {
+        Opt *o = &g_array_index(opts->items, Opt, i);
+        if (strcmp(o->key, key) == 0) {
+            o->used = true;
+            found = o->value; /* the last one wins, as in QEMU */
+        }
+    }
+    return found;
+}
+
+bool opts_get_bool(Opts *opts, const char *key, bool def, bool *out, GError **error)
+{
+    const char *v = opts_get(opts, key);
+    if (!v) {
+        *out = def;
+        return true;
+    }
+    if (!parse_bool(v, out)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "Parameter '%s' expects 'on' or 'off', not '%s'", key, v);
+        return false;
+    }
+    return true;
+}
+
+bool opts_get_u64(Opts *opts, const char *key, uint64_t def, uint64_t *out, GError **error)
+{
+    const char *v = opts_get(opts, key);
+    if (!v) {
+        *out = def;
+        return true;
+    }
+    if (!parse_u64(v, out)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "Parameter '%s' expects a number, not '%s'", key, v);
+        return false;
+    }
+    return true;
+}
+
+bool opts_get_size(Opts *opts, const char *key, uint64_t def, uint64_t *out, GError **error)
+{
+    const char *v = opts_get(opts, key);
+    if (!v) {
+        *out = def;
+        return true;
+    }
+    if (!parse_size(v, 1, out)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "Parameter '%s' expects a size, not '%s'", key, v);
+        return false;
+    }
+    return true;
+}
+
+bool opts_check_unused(Opts *opts, GError **error)
+{
+    for (guint i = 0; i < opts->items->len; i++) {
+        Opt *o = &g_array_index(opts->items, Opt, i);
+        if (!o->used) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "Invalid parameter '%s'",
+                        o->key);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool parse_u64(const char *text, uint64_t *out)
+{
+    if (!text || !*text || *text == '-' || *text == '+' || g_ascii_isspace(*text)) {
+        return false;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 0);
+    if (errno || *end) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool parse_size(const char *text, uint64_t default_unit, uint64_t *out)
+{
+    if (!text || !g_ascii_isdigit(*text)) {
+        return false;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno) {
+        return false;
+    }
+    uint64_t unit = default_unit;
+    if (*end) {
+        switch (g_ascii_toupper(*end)) {
+        case 'B':
+            unit = 1;
+            break;
+        case 'K':
+            unit = 1ULL << 10;
+            break;
+        case 'M':
+            unit = 1ULL << 20;
+            break;
+        case 'G':
+            unit = 1ULL << 30;
+            break;
+        case 'T':
+            unit = 1ULL << 40;
+            break;
+        default:
+            return false;
+        }
+        end++;
+        if (*end) {
+            return false;
+        }
+    }
+    if (v && unit > UINT64_MAX / v) {
+        return false;
+    }
+    *out = v * unit;
+    return true;
+}
+
+bool parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = {"on", "yes", "true", "y"};
+    static const char *const no[] = {"off", "no", "false", "n"};
+    for (size_t i = 0; i < G_N_ELEMENTS(yes); i++) {
+        if (strcmp(text, yes[i]) == 0) {
+            *out = true;
+            return true;
+        }
+        if (strcmp(text, no[i]) == 0) {
+            *out = false;
+            return true;
+        }
+    }
+    return false;
+}
