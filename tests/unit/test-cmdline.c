@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "cmdline.h"
+
+#include <string.h>
+
+static bool parse(MachineConfig *cfg, CmdlineAction *act, GError **err, ...)
+{
+    va_list ap;
+    GPtrArray *args = g_ptr_array_new();
+    g_ptr_array_add(args, "qlite");
+    va_start(ap, err);
+    for (const char *a = va_arg(ap, const char *); a; a = va_arg(ap, const char *)) {
+        g_ptr_array_add(args, (gpointer)a);
+    }
+    va_end(ap);
+    bool ok = cmdline_parse((int)args->len, (char **)args->pdata, cfg, act, err);
+    g_ptr_array_free(args, TRUE);
+    return ok;
+}
+
+static void test_full(void)
+{
+    MachineConfig cfg;
+    CmdlineAction act;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(parse(&cfg, &act, &err, "-m", "512", "-smp", "2", "-kernel", "/k", "-initrd",
+                        "/i", "-append", "console=ttyS0", "-serial", "file:/tmp/x",
+                        "-display", "none", "-no-reboot", "-name", "guest=vm1", "-enable-kvm",
+                        "--accel", "kvm", "-cpu", "host", "-device",
+                        "isa-debug-exit,iobase=0xf4,iosize=0x04", NULL));
+    g_assert_no_error(err);
+    g_assert_cmpint(act, ==, CMDLINE_RUN);
+    g_assert_cmpuint(cfg.ram_size, ==, 512ULL << 20);
+    g_assert_cmpuint(cfg.ncpus, ==, 2);
+    g_assert_cmpstr(cfg.kernel, ==, "/k");
+    g_assert_cmpstr(cfg.initrd, ==, "/i");
+    g_assert_cmpstr(cfg.append, ==, "console=ttyS0");
+    g_assert_cmpstr(cfg.serial, ==, "file:/tmp/x");
+    g_assert_cmpstr(cfg.name, ==, "vm1");
+    g_assert_true(cfg.no_reboot);
+    g_assert_true(cfg.debug_exit);
+    g_assert_cmphex(cfg.debug_exit_base, ==, 0xf4);
+    g_assert_cmpuint(cfg.debug_exit_size, ==, 4);
+    machine_config_clear(&cfg);
+}
+
+static void test_defaults(void)
+{
+    MachineConfig cfg;
+    CmdlineAction act;
+    g_assert_true(parse(&cfg, &act, NULL, "-kernel", "/k", NULL));
+    g_assert_cmpuint(cfg.ram_size, ==, 128ULL << 20);
+    g_assert_cmpuint(cfg.ncpus, ==, 1);
+    g_assert_cmpstr(cfg.serial, ==, "stdio");
+    g_assert_false(cfg.debug_exit);
+    machine_config_clear(&cfg);
+
+    g_assert_true(parse(&cfg, &act, NULL, "-kernel", "/k", "-nodefaults", NULL));
+    g_assert_null(cfg.serial);
+    machine_config_clear(&cfg);
+    g_assert_true(parse(&cfg, &act, NULL, "-kernel", "/k", "-serial", "none", "-nographic", NULL));
+    g_assert_null(cfg.serial);
+    machine_config_clear(&cfg);
+    g_assert_true(parse(&cfg, &act, NULL, "-nographic", "-kernel", "/k", "-m", "size=1G",
+                        "-smp", "cpus=4,sockets=1,cores=4,threads=1", NULL));
+    g_assert_cmpstr(cfg.serial, ==, "stdio");
+    g_assert_cmpuint(cfg.ram_size, ==, 1ULL << 30);
+    g_assert_cmpuint(cfg.ncpus, ==, 4);
+    machine_config_clear(&cfg);
+    g_assert_true(parse(&cfg, &act, NULL, "-kernel", "/k", "-smp", "sockets=2,cores=2", NULL));
+    g_assert_cmpuint(cfg.ncpus, ==, 4);
+    machine_config_clear(&cfg);
+    g_assert_true(parse(&cfg, &act, NULL, "-kernel", "/k", "-device", "isa-debug-exit", NULL));
+    g_assert_cmphex(cfg.debug_exit_base, ==, 0x501);
+    g_assert_cmpuint(cfg.debug_exit_size, ==, 2);
+    machine_config_clear(&cfg);
+}
+
+static void test_actions(void)
+{
+    MachineConfig cfg;
+    CmdlineAction act;
+    g_assert_true(parse(&cfg, &act, NULL, "--version", NULL));
+    g_assert_cmpint(act, ==, CMDLINE_VERSION);
+    machine_config_clear(&cfg);
+    g_assert_true(parse(&cfg, &act, NULL, "-m", "64", "-h", NULL));
+    g_assert_cmpint(act, ==, CMDLINE_HELP);
+    machine_config_clear(&cfg);
+}
+
+/* Each bad command line fails with a message naming the option and the problem. */
+static void expect_error(const char *want, ...)
+{
+    va_list ap;
+    GPtrArray *args = g_ptr_array_new();
+    g_ptr_array_add(args, "qlite");
+    va_start(ap, want);
+    for (const char *a = va_arg(ap, const char *); a; a = va_arg(ap, const char *)) {
+        g_ptr_array_add(args, (gpointer)a);
+    }
+    va_end(ap);
+    MachineConfig cfg;
+    CmdlineAction act;
+    g_autoptr(GError) err = NULL;
+    bool ok = cmdline_parse((int)args->len, (char **)args->pdata, &cfg, &act, &err);
+    g_ptr_array_free(args, TRUE);
+    machine_config_clear(&cfg);
+    g_assert_false(ok);
+    g_assert_nonnull(err);
+    if (!strstr(err->message, want)) {
+        g_error("expected '%s' in '%s'", want, err->message);
+    }
+}
+
+static void test_errors(void)
+{
+    expect_error("-bogus: invalid option", "-kernel", "/k", "-bogus", NULL);
+    expect_error("stray: unexpected argument", "-kernel", "/k", "stray", NULL);
+    expect_error("-m 12x: invalid RAM size '12x'", "-kernel", "/k", "-m", "12x", NULL);
+    expect_error("-m 4M: RAM size must be", "-kernel", "/k", "-m", "4M", NULL);
+    expect_error("-m size=1G,slots=2: Invalid parameter 'slots'", "-kernel", "/k", "-m",
+                 "size=1G,slots=2", NULL);
+    expect_error("-smp x: Parameter 'cpus' expects a number", "-kernel", "/k", "-smp", "x",
+                 NULL);
+    expect_error("does not match the topology", "-kernel", "/k", "-smp", "cpus=2,sockets=3",
+                 NULL);
+    expect_error("at most 255", "-kernel", "/k", "-smp", "1000", NULL);
+    expect_error("maxcpus must equal cpus", "-kernel", "/k", "-smp", "2,maxcpus=4", NULL);
+    expect_error("-device e1000: 'e1000' is not a valid device model name", "-kernel", "/k",
+                 "-device", "e1000", NULL);
+    expect_error("Invalid parameter 'bogus'", "-kernel", "/k", "-device",
+                 "isa-debug-exit,bogus=1", NULL);
+    expect_error("not a valid port range", "-kernel", "/k", "-device",
+                 "isa-debug-exit,iobase=0xffff,iosize=4", NULL);
+    expect_error("-kernel: requires an argument", "-kernel", NULL);
+    expect_error("-display gtk: display 'gtk' is not supported", "-kernel", "/k", "-display",
+                 "gtk", NULL);
+    expect_error("-accel tcg: accelerator 'tcg' is not supported", "-kernel", "/k", "-accel",
+                 "tcg", NULL);
+    expect_error("-cpu qemu64", "-kernel", "/k", "-cpu", "qemu64", NULL);
+    expect_error("only one serial port", "-kernel", "/k", "-serial", "stdio", "-serial", "null",
+                 NULL);
+    expect_error("no -kernel given", "-m", "256", NULL);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/cmdline/full", test_full);
+    g_test_add_func("/cmdline/defaults", test_defaults);
+    g_test_add_func("/cmdline/actions", test_actions);
+    g_test_add_func("/cmdline/errors", test_errors);
+    return g_test_run();
+}

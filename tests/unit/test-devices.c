@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The small PC devices: CMOS RTC, 8042, ACPI PM1, isa-debug-exit. */
+#include "machine/acpi-pm.h"
+#include "machine/debug-exit.h"
+#include "machine/i8042.h"
+#include "machine/rtc.h"
+
+#include <string.h>
+
+/* 2026-11-24 13:45:07 UTC, a Tuesday. */
+#define FIXED_TIME 1795527907
+
+static time_t fixed_now(void)
+{
+    return FIXED_TIME;
+}
+
+static void port_write(const BusOps *ops, void *dev, uint64_t off, uint8_t v)
+{
+    ops->write(dev, off, &v, 1);
+}
+
+static uint8_t port_read(const BusOps *ops, void *dev, uint64_t off)
+{
+    uint8_t v;
+    ops->read(dev, off, &v, 1);
+    return v;
+}
+
+static uint8_t cmos(Rtc *rtc, uint8_t reg)
+{
+    port_write(&rtc_bus_ops, rtc, 0, reg | 0x80); /* with the NMI-mask bit set */
+    return port_read(&rtc_bus_ops, rtc, 1);
+}
+
+static void cmos_set(Rtc *rtc, uint8_t reg, uint8_t v)
+{
+    port_write(&rtc_bus_ops, rtc, 0, reg);
+    port_write(&rtc_bus_ops, rtc, 1, v);
+}
+
+static void test_rtc_time(void)
+{
+    g_autoptr(Rtc) rtc = rtc_new(fixed_now);
+    g_assert_cmphex(cmos(rtc, 0x00), ==, 0x07);
+    g_assert_cmphex(cmos(rtc, 0x02), ==, 0x45);
+    g_assert_cmphex(cmos(rtc, 0x04), ==, 0x13);
+    g_assert_cmphex(cmos(rtc, 0x06), ==, 0x03); /* Tuesday = 3 */
+    g_assert_cmphex(cmos(rtc, 0x07), ==, 0x24);
+    g_assert_cmphex(cmos(rtc, 0x08), ==, 0x11);
+    g_assert_cmphex(cmos(rtc, 0x09), ==, 0x26);
+    g_assert_cmphex(cmos(rtc, 0x32), ==, 0x20);
+    g_assert_cmphex(cmos(rtc, 0x0a) & 0x80, ==, 0);  /* never in an update cycle */
+    g_assert_cmphex(cmos(rtc, 0x0d), ==, 0x80);      /* valid RAM and time */
+
+    /* Binary, 12-hour mode. */
+    cmos_set(rtc, 0x0b, 0x04);
+    g_assert_cmpuint(cmos(rtc, 0x02), ==, 45);
+    g_assert_cmphex(cmos(rtc, 0x04), ==, 0x80 | 1); /* 1 PM */
+}
+
+static void test_rtc_set(void)
+{
+    g_autoptr(Rtc) rtc = rtc_new(fixed_now);
+    /* The guest sets the clock one year ahead through a SET cycle. */
+    cmos_set(rtc, 0x0b, 0x82);
+    cmos_set(rtc, 0x09, 0x27);
+    g_assert_cmphex(cmos(rtc, 0x09), ==, 0x27); /* frozen while SET */
+    cmos_set(rtc, 0x0b, 0x02);
+    g_assert_cmphex(cmos(rtc, 0x09), ==, 0x27);
+    g_assert_cmphex(cmos(rtc, 0x08), ==, 0x11);
+    g_assert_cmpint(rtc->r.offset, ==, 365 * 86400);
+}
+
+static void test_rtc_nvram(void)
+{
+    g_autoptr(Rtc) rtc = rtc_new(fixed_now);
+    cmos_set(rtc, 0x7f, 0x5a);
+    cmos_set(rtc, 0x0b, 0x06);
+    g_assert_cmphex(cmos(rtc, 0x7f), ==, 0x5a);
+    rtc_reset(rtc);
+    /* The battery-backed NVRAM survives a reset; the control registers do not. */
+    g_assert_cmphex(cmos(rtc, 0x7f), ==, 0x5a);
+    g_assert_cmphex(cmos(rtc, 0x0b), ==, 0x02);
+}
+
+static int resets;
+
+static void count_reset(void *opaque)
+{
+    resets++;
+}
+
+static void test_i8042(void)
+{
+    g_autoptr(I8042) kbd = i8042_new(count_reset, NULL);
+    resets = 0;
+    g_assert_cmphex(port_read(&i8042_bus_ops, kbd, 4) & 0x03, ==, 0); /* buffers empty */
+    port_write(&i8042_bus_ops, kbd, 4, 0xaa);
+    g_assert_cmphex(port_read(&i8042_bus_ops, kbd, 4) & 0x01, ==, 1);
+    g_assert_cmphex(port_read(&i8042_bus_ops, kbd, 0), ==, 0x55);
+    g_assert_cmphex(port_read(&i8042_bus_ops, kbd, 4) & 0x01, ==, 0);
+
+    port_write(&i8042_bus_ops, kbd, 4, 0x60);
+    port_write(&i8042_bus_ops, kbd, 0, 0x31);
+    port_write(&i8042_bus_ops, kbd, 4, 0x20);
+    g_assert_cmphex(port_read(&i8042_bus_ops, kbd, 0), ==, 0x31);
+    g_assert_cmpint(resets, ==, 0);
+
+    port_write(&i8042_bus_ops, kbd, 4, 0xfe); /* pulse reset */
+    g_assert_cmpint(resets, ==, 1);
+    port_write(&i8042_bus_ops, kbd, 4, 0xff); /* pulse nothing */
+    g_assert_cmpint(resets, ==, 1);
+    port_write(&i8042_bus_ops, kbd, 4, 0xd1); /* write output port, reset line low */
+    port_write(&i8042_bus_ops, kbd, 0, 0xfe);
+    g_assert_cmpint(resets, ==, 2);
+}
+
+static int poweroffs;
+
+static void count_poweroff(void *opaque)
+{
+    poweroffs++;
+}
+
+static void pm_write16(AcpiPm *pm, uint64_t off, uint16_t v)
+{
+    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    acpi_pm_bus_ops.write(pm, off, b, 2);
+}
+
+static uint16_t pm_read16(AcpiPm *pm, uint64_t off)
+{
+    uint8_t b[2];
+    acpi_pm_bus_ops.read(pm, off, b, 2);
+    return (uint16_t)(b[0] | (b[1] << 8));
+}
+
+static void test_acpi_pm(void)
+{
+    g_autoptr(AcpiPm) pm = acpi_pm_new(count_poweroff, NULL);
+    poweroffs = 0;
+    g_assert_cmphex(pm_read16(pm, 4) & 1, ==, 1); /* SCI_EN: always in ACPI mode */
+    pm_write16(pm, 2, 0x0100);
+    g_assert_cmphex(pm_read16(pm, 2), ==, 0x0100);
+    pm->r.pm1_sts = 0x8100;
+    pm_write16(pm, 0, 0x0100); /* write one to clear */
+    g_assert_cmphex(pm_read16(pm, 0), ==, 0x8000);
+
+    pm_write16(pm, 4, (3 << 10) | 0x2000); /* S3 request: not supported, ignored */
+    g_assert_cmpint(poweroffs, ==, 0);
+    pm_write16(pm, 4, (5 << 10));          /* SLP_TYP without SLP_EN */
+    g_assert_cmpint(poweroffs, ==, 0);
+    pm_write16(pm, 4, (5 << 10) | 0x2000); /* S5 */
+    g_assert_cmpint(poweroffs, ==, 1);
+    g_assert_cmphex(pm_read16(pm, 4) & 0x2000, ==, 0); /* SLP_EN reads as 0 */
+}
+
+static void test_debug_exit(void)
+{
+    g_assert_cmpint(debug_exit_status(0x10), ==, 33);
+    g_assert_cmpint(debug_exit_status(0x11), ==, 35);
+    g_assert_cmpint(debug_exit_status(0), ==, 1);
+    g_assert_cmpint(debug_exit_status(0x7f), ==, 255);
+    g_assert_cmpint(debug_exit_status(0x80), ==, 1); /* the OS keeps 8 bits */
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/rtc/time", test_rtc_time);
+    g_test_add_func("/rtc/set", test_rtc_set);
+    g_test_add_func("/rtc/nvram", test_rtc_nvram);
+    g_test_add_func("/i8042/commands", test_i8042);
+    g_test_add_func("/acpi-pm/sleep", test_acpi_pm);
+    g_test_add_func("/debug-exit/status", test_debug_exit);
+    return g_test_run();
+}

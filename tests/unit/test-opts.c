@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "util/opts.h"
+
+static void test_size(void)
+{
+    uint64_t v;
+    g_assert_true(parse_size("512", 1 << 20, &v));
+    g_assert_cmpuint(v, ==, 512ULL << 20);
+    g_assert_true(parse_size("2G", 1 << 20, &v));
+    g_assert_cmpuint(v, ==, 2ULL << 30);
+    g_assert_true(parse_size("64k", 1, &v));
+    g_assert_cmpuint(v, ==, 65536);
+    g_assert_false(parse_size("12x", 1, &v));
+    g_assert_false(parse_size("", 1, &v));
+    g_assert_false(parse_size("-1", 1, &v));
+    g_assert_false(parse_size("1MM", 1, &v));
+    g_assert_false(parse_size("99999999999999999999", 1, &v));
+    g_assert_false(parse_size("17179869184T", 1, &v)); /* overflows 64 bits */
+}
+
+static void test_keyvals(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(Opts) o = opts_parse("isa-debug-exit,iobase=0xf4,iosize=4,name=a,,b", "driver", &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(opts_get(o, "driver"), ==, "isa-debug-exit");
+    g_assert_cmpstr(opts_get(o, "name"), ==, "a,b");
+    uint64_t v;
+    g_assert_true(opts_get_u64(o, "iobase", 0, &v, NULL));
+    g_assert_cmphex(v, ==, 0xf4);
+    g_assert_true(opts_check_unused(o, &err) == false);
+    g_assert_nonnull(g_strrstr(err->message, "iosize"));
+}
+
+static void test_bool(void)
+{
+    g_autoptr(Opts) o = opts_parse("path,server=on,wait=off,x=maybe", "path", NULL);
+    bool b;
+    g_assert_true(opts_get_bool(o, "server", false, &b, NULL) && b);
+    g_assert_true(opts_get_bool(o, "wait", true, &b, NULL) && !b);
+    g_assert_true(opts_get_bool(o, "absent", true, &b, NULL) && b);
+    g_autoptr(GError) err = NULL;
+    g_assert_false(opts_get_bool(o, "x", false, &b, &err));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/opts/size", test_size);
+    g_test_add_func("/opts/keyvals", test_keyvals);
+    g_test_add_func("/opts/bool", test_bool);
+    return g_test_run();
+}
