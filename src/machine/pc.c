@@ -305,7 +305,12 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     m->cfg.append = g_strdup(cfg->append);
     m->cfg.serial = g_strdup(cfg->serial);
     m->cfg.name = g_strdup(cfg->name);
-    m->ctx = g_main_context_ref(g_main_context_default());
+    /*
+     * A context of our own, not the global default: g_main_context_invoke() from
+     * a vCPU thread must queue to the control loop, never run in the caller.
+     */
+    m->ctx = g_main_context_new();
+    g_main_context_push_thread_default(m->ctx);
     m->loop = g_main_loop_new(m->ctx, FALSE);
 
     /* Files first: a wrong path is reported before any KVM work. */
@@ -398,6 +403,7 @@ void machine_free(Machine *m)
         g_main_loop_unref(m->loop);
     }
     if (m->ctx) {
+        g_main_context_pop_thread_default(m->ctx);
         g_main_context_unref(m->ctx);
     }
     machine_config_clear(&m->cfg);
