@@ -261,7 +261,7 @@ static bool acpi_build_fadt(AcpiWriter *w, const AcpiConfig *cfg, uint64_t facs,
         return false;
     }
     acpi_header(&f->h, "FACP", sizeof(*f), 6);
-    f->firmware_ctrl = (uint32_t)facs;
+    /* Only the 64-bit FACS pointer: ACPI 6.4 §5.2.9 wants FIRMWARE_CTRL zero then. */
     f->dsdt = (uint32_t)dsdt;
     f->x_firmware_ctrl = facs;
     f->x_dsdt = dsdt;

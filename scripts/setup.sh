@@ -1,0 +1,20 @@
+#!/bin/bash
+# Installs what qlite needs to build and test (Debian 12 packages) and builds
+# the guest test kernel (cached; see tests/guest/README.md). Idempotent.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+packages=(gcc libc6-dev binutils meson ninja-build pkg-config libglib2.0-dev python3)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root to install: ${missing[*]}" >&2; exit 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y "${missing[@]}" || { apt-get update && apt-get install -y "${missing[@]}"; }
+fi
+
+# The Linux test kernel with the built-in selftest (a few minutes the first time).
+tests/guest/build-kernel.sh >/dev/null
+echo "setup.sh: ready; test kernel in $(tests/guest/build-kernel.sh --path)"
