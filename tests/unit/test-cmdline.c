@@ -3,18 +3,25 @@
 
 #include <string.h>
 
-static bool parse(MachineConfig *cfg, CmdlineAction *act, GError **err, ...)
+/* Runs cmdline_parse on "qlite" followed by the NULL-terminated arguments. */
+static bool parse_va(MachineConfig *cfg, CmdlineAction *act, GError **err, va_list ap)
 {
-    va_list ap;
     GPtrArray *args = g_ptr_array_new();
     g_ptr_array_add(args, "qlite");
-    va_start(ap, err);
     for (const char *a = va_arg(ap, const char *); a; a = va_arg(ap, const char *)) {
         g_ptr_array_add(args, (gpointer)a);
     }
-    va_end(ap);
     bool ok = cmdline_parse((int)args->len, (char **)args->pdata, cfg, act, err);
     g_ptr_array_free(args, TRUE);
+    return ok;
+}
+
+static bool parse(MachineConfig *cfg, CmdlineAction *act, GError **err, ...)
+{
+    va_list ap;
+    va_start(ap, err);
+    bool ok = parse_va(cfg, act, err, ap);
+    va_end(ap);
     return ok;
 }
 
@@ -91,19 +98,13 @@ static void test_actions(void)
 /* Each bad command line fails with a message naming the option and the problem. */
 static void expect_error(const char *want, ...)
 {
-    va_list ap;
-    GPtrArray *args = g_ptr_array_new();
-    g_ptr_array_add(args, "qlite");
-    va_start(ap, want);
-    for (const char *a = va_arg(ap, const char *); a; a = va_arg(ap, const char *)) {
-        g_ptr_array_add(args, (gpointer)a);
-    }
-    va_end(ap);
     MachineConfig cfg;
     CmdlineAction act;
     g_autoptr(GError) err = NULL;
-    bool ok = cmdline_parse((int)args->len, (char **)args->pdata, &cfg, &act, &err);
-    g_ptr_array_free(args, TRUE);
+    va_list ap;
+    va_start(ap, want);
+    bool ok = parse_va(&cfg, &act, &err, ap);
+    va_end(ap);
     machine_config_clear(&cfg);
     g_assert_false(ok);
     g_assert_nonnull(err);

@@ -3,7 +3,7 @@
  * prints "boot N", and resets through the 8042 until the second boot, which
  * reports 0x10 through isa-debug-exit (exit 33).
  */
-#include "pvh-note.inc"
+#include "tiny.inc"
 .globl _start
 _start:
     mov $0x7e, %al
@@ -16,14 +16,8 @@ _start:
     mov %bl, %al
     out %al, $0x71
 
-    mov $0x3f8, %dx
-    mov $msg, %esi
-1:  lodsb
-    test %al, %al
-    jz 2f
-    out %al, %dx
-    jmp 1b
-2:  mov %bl, %al
+    PUTS msg
+    mov %bl, %al
     add $'0', %al
     out %al, %dx
     mov $'\n', %al
