@@ -66,7 +66,7 @@ CASES = {
                                       TAP_OK + r"cpus online: 2",
                                       TAP_OK + r"came back after reboot",
                                       r"qlite-selftest: PASS"],
-                              reject=[r"not ok"]),
+                              reject=[r"not ok"], timeout=800),
     "linux-forced-failure": case("vmlinux", DEBUG_EXIT,
                                  append=SELFTEST + " qlite_selftest.checks=cpus "
                                  "qlite_selftest.fail=1",
