@@ -24,6 +24,9 @@ static const struct {
     {KVM_CAP_IRQ_INJECT_STATUS, "KVM_CAP_IRQ_INJECT_STATUS"},
     {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
     {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
+    {KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
 };
 
 static int kvm_check_cap(int fd, int cap)
@@ -88,6 +91,7 @@ Kvm *kvm_new(GError **error)
 {
     g_autoptr(Kvm) kvm = g_new0(Kvm, 1);
     kvm->sys_fd = kvm->vm_fd = -1;
+    g_mutex_init(&kvm->routes_lock);
     if (!kvm_open(kvm, error)) {
         return NULL;
     }
@@ -135,6 +139,8 @@ void kvm_free(Kvm *kvm)
         close(kvm->sys_fd);
     }
     g_free(kvm->supported_cpuid);
+    g_free(kvm->msi_routes);
+    g_mutex_clear(&kvm->routes_lock);
     g_free(kvm);
 }
 
@@ -171,6 +177,113 @@ bool kvm_reset_irqchip(Kvm *kvm, GError **error)
     }
     if (ioctl(kvm->vm_fd, KVM_SET_PIT2, &kvm->pit_init) < 0) {
         qlite_error_errno(error, errno, "KVM_SET_PIT2");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * KVM_SET_GSI_ROUTING replaces the whole table, so it always carries the
+ * irqchip routes KVM_CREATE_IRQCHIP set up by default: GSI 0-15 to the PIC
+ * pins and the IOAPIC pin of the same number, GSI 16-23 to the IOAPIC.
+ */
+static bool kvm_commit_routes_locked(Kvm *kvm, GError **error)
+{
+    unsigned max = 16 * 2 + (KVM_IOAPIC_PINS - 16) + kvm->nmsi_routes;
+    g_autofree struct kvm_irq_routing *r =
+        g_malloc0(sizeof(*r) + max * sizeof(struct kvm_irq_routing_entry));
+    unsigned n = 0;
+    for (unsigned gsi = 0; gsi < KVM_IOAPIC_PINS; gsi++) {
+        if (gsi < 16 && gsi != 2) {
+            r->entries[n++] = (struct kvm_irq_routing_entry){
+                .gsi = gsi,
+                .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+                              .pin = gsi % 8}};
+        }
+        r->entries[n++] = (struct kvm_irq_routing_entry){
+            .gsi = gsi,
+            .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi}};
+    }
+    for (unsigned i = 0; i < kvm->nmsi_routes; i++) {
+        if (kvm->msi_routes[i].type == KVM_IRQ_ROUTING_MSI) {
+            r->entries[n++] = kvm->msi_routes[i];
+        }
+    }
+    r->nr = n;
+    if (ioctl(kvm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0) {
+        qlite_error_errno(error, errno, "KVM_SET_GSI_ROUTING");
+        return false;
+    }
+    return true;
+}
+
+bool kvm_msi_gsi_alloc(Kvm *kvm, unsigned *gsi, GError **error)
+{
+    int max = kvm_check_cap(kvm->vm_fd, KVM_CAP_IRQ_ROUTING);
+    g_mutex_lock(&kvm->routes_lock);
+    if (max > 0 && KVM_MSI_GSI_BASE + kvm->nmsi_routes >= (unsigned)max) {
+        g_mutex_unlock(&kvm->routes_lock);
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_MISSING, "KVM has no GSI left for MSI (%d)",
+                    max);
+        return false;
+    }
+    kvm->msi_routes = g_renew(struct kvm_irq_routing_entry, kvm->msi_routes, kvm->nmsi_routes + 1);
+    /* Type 0: no route yet; added once the guest programs the vector. */
+    kvm->msi_routes[kvm->nmsi_routes] = (struct kvm_irq_routing_entry){
+        .gsi = KVM_MSI_GSI_BASE + kvm->nmsi_routes};
+    *gsi = KVM_MSI_GSI_BASE + kvm->nmsi_routes++;
+    g_mutex_unlock(&kvm->routes_lock);
+    return true;
+}
+
+bool kvm_msi_route_set(Kvm *kvm, unsigned gsi, uint64_t addr, uint32_t data, GError **error)
+{
+    g_mutex_lock(&kvm->routes_lock);
+    if (gsi < KVM_MSI_GSI_BASE || gsi - KVM_MSI_GSI_BASE >= kvm->nmsi_routes) {
+        g_mutex_unlock(&kvm->routes_lock);
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "GSI %u is not an MSI route", gsi);
+        return false;
+    }
+    struct kvm_irq_routing_entry *e = &kvm->msi_routes[gsi - KVM_MSI_GSI_BASE];
+    struct kvm_irq_routing_entry ne = {
+        .gsi = gsi,
+        .type = KVM_IRQ_ROUTING_MSI,
+        .u.msi = {.address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
+                  .data = data}};
+    bool ok = true;
+    if (memcmp(e, &ne, sizeof(ne)) != 0) {
+        *e = ne;
+        ok = kvm_commit_routes_locked(kvm, error);
+    }
+    g_mutex_unlock(&kvm->routes_lock);
+    return ok;
+}
+
+bool kvm_irqfd(Kvm *kvm, int fd, unsigned gsi, bool assign, GError **error)
+{
+    struct kvm_irqfd req = {.fd = (uint32_t)fd, .gsi = gsi,
+                            .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
+    if (ioctl(kvm->vm_fd, KVM_IRQFD, &req) < 0) {
+        qlite_error_errno(error, errno, "KVM_IRQFD gsi %u", gsi);
+        return false;
+    }
+    return true;
+}
+
+bool kvm_ioeventfd(Kvm *kvm, int fd, uint64_t addr, unsigned len, bool pio, bool assign,
+                   GError **error)
+{
+    struct kvm_ioeventfd req = {.addr = addr, .len = len, .fd = fd};
+    if (pio) {
+        req.flags |= KVM_IOEVENTFD_FLAG_PIO;
+    }
+    if (!assign) {
+        req.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+    }
+    if (ioctl(kvm->vm_fd, KVM_IOEVENTFD, &req) < 0) {
+        qlite_error_errno(error, errno, "KVM_IOEVENTFD 0x%" G_GINT64_MODIFIER "x", addr);
         return false;
     }
     return true;

@@ -20,7 +20,15 @@ typedef struct Kvm {
     /* Power-on state of the in-kernel PIC, IOAPIC and PIT, restored at reset. */
     struct kvm_irqchip irqchip_init[3];
     struct kvm_pit_state2 pit_init;
+    /* GSI routing: the irqchip pins plus one MSI route per allocated GSI. */
+    GMutex routes_lock;
+    struct kvm_irq_routing_entry *msi_routes; /* indexed by gsi - KVM_MSI_GSI_BASE */
+    unsigned nmsi_routes;
 } Kvm;
+
+/* GSIs 0-23 are the IOAPIC pins (0-15 also the PICs); MSI routes start above. */
+#define KVM_IOAPIC_PINS   24
+#define KVM_MSI_GSI_BASE  KVM_IOAPIC_PINS
 
 Kvm *kvm_new(GError **error);
 void kvm_free(Kvm *kvm);
@@ -31,3 +39,16 @@ bool kvm_map_ram(Kvm *kvm, GuestMem *mem, GError **error);
 bool kvm_irq_line(Kvm *kvm, unsigned irq, bool level);
 /* Put PIC, IOAPIC and PIT back in their power-on state. */
 bool kvm_reset_irqchip(Kvm *kvm, GError **error);
+
+/*
+ * MSI through GSI routing (KVM_SET_GSI_ROUTING) and irqfd: allocate a GSI,
+ * point it at an MSI address/data pair (again whenever the guest reprograms
+ * it), bind an eventfd to it; writing the eventfd then injects the MSI
+ * without entering userspace. Thread-safe.
+ */
+bool kvm_msi_gsi_alloc(Kvm *kvm, unsigned *gsi, GError **error);
+bool kvm_msi_route_set(Kvm *kvm, unsigned gsi, uint64_t addr, uint32_t data, GError **error);
+bool kvm_irqfd(Kvm *kvm, int fd, unsigned gsi, bool assign, GError **error);
+/* Binds fd to guest writes of len bytes at addr (MMIO or port I/O), any value. */
+bool kvm_ioeventfd(Kvm *kvm, int fd, uint64_t addr, unsigned len, bool pio, bool assign,
+                   GError **error);

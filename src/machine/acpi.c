@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "machine/acpi.h"
+#include "machine/aml.h"
+#include "machine/pci-host.h"
 
 #include <string.h>
 
@@ -133,16 +135,102 @@ G_STATIC_ASSERT(sizeof(AcpiFacs) == 64);
 #define LAPIC_ADDR           0xfee00000
 
 /*
- * DefinitionBlock body: Name (_S5, Package () { 5, 5, 0, 0 }) (ACPI 6.4 §7.4.2,
- * AML encoding §20.2). SLP_TYP 5 is what acpi-pm.c takes as "power off".
+ * Name (_S5, Package () { 5, 5, 0, 0 }) (ACPI 6.4 §7.4.2). SLP_TYP 5 is what
+ * acpi-pm.c takes as "power off".
  */
-static const uint8_t dsdt_aml[] = {
-    0x08, '_', 'S', '5', '_', /* NameOp "_S5_" */
-    0x12, 0x08, 0x04,         /* PackageOp, PkgLength 8, 4 elements */
-    0x0a, 0x05,               /* BytePrefix 5: SLP_TYPa */
-    0x0a, 0x05,               /* BytePrefix 5: SLP_TYPb */
-    0x00, 0x00,               /* reserved */
-};
+static void dsdt_s5(GByteArray *out)
+{
+    GByteArray *el = g_byte_array_new();
+    for (int i = 0; i < 4; i++) {
+        aml_integer(el, i < 2 ? 5 : 0);
+    }
+    aml_name_decl(out, "_S5", aml_package(4, el));
+}
+
+/* Resource descriptors, ACPI 6.4 §6.4. */
+#define RES_IO           0x47
+#define RES_END          0x79
+#define RES_DWORD_ADDR   0x87
+#define RES_WORD_ADDR    0x88
+#define RES_TYPE_MEM     0
+#define RES_TYPE_IO      1
+#define RES_TYPE_BUS     2
+#define RES_MIN_MAX_FIXED 0x0c /* _MIF | _MAF, producer */
+
+static void res_word_addr(GByteArray *b, uint8_t type, uint8_t tflags, uint16_t min, uint16_t max)
+{
+    uint16_t v[5] = {0, min, max, 0, (uint16_t)(max - min + 1)};
+    uint8_t hdr[] = {RES_WORD_ADDR, 13, 0, type, RES_MIN_MAX_FIXED, tflags};
+    g_byte_array_append(b, hdr, sizeof(hdr));
+    g_byte_array_append(b, (const uint8_t *)v, sizeof(v));
+}
+
+static void res_dword_mem(GByteArray *b, uint32_t min, uint32_t len)
+{
+    uint32_t v[5] = {0, min, min + len - 1, 0, len};
+    /* Read-write, non-cacheable. */
+    uint8_t hdr[] = {RES_DWORD_ADDR, 23, 0, RES_TYPE_MEM, RES_MIN_MAX_FIXED, 0x01};
+    g_byte_array_append(b, hdr, sizeof(hdr));
+    g_byte_array_append(b, (const uint8_t *)v, sizeof(v));
+}
+
+/*
+ * \_SB.PCI0: the host bridge (PCI Firmware 3.2 §4.1): bus 0 only, the config
+ * ports, the I/O space around them and the 32-bit memory window the BARs live
+ * in; _PRT sends slot S pin P to GSI 16 + (S + P) % 8 (pci-host.h).
+ */
+static void dsdt_pci0(GByteArray *out, const AcpiConfig *cfg)
+{
+    GByteArray *dev = g_byte_array_new();
+    GByteArray *v = g_byte_array_new();
+    aml_eisaid(v, "PNP0A08");
+    aml_name_decl(dev, "_HID", v);
+    v = g_byte_array_new();
+    aml_eisaid(v, "PNP0A03");
+    aml_name_decl(dev, "_CID", v);
+    v = g_byte_array_new();
+    aml_integer(v, 0);
+    aml_name_decl(dev, "_SEG", v);
+    v = g_byte_array_new();
+    aml_integer(v, 0);
+    aml_name_decl(dev, "_BBN", v);
+    v = g_byte_array_new();
+    aml_integer(v, 0);
+    aml_name_decl(dev, "_UID", v);
+
+    GByteArray *res = g_byte_array_new();
+    res_word_addr(res, RES_TYPE_BUS, 0, 0, 0);
+    const uint8_t cf8[] = {RES_IO, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08};
+    g_byte_array_append(res, cf8, sizeof(cf8));
+    res_word_addr(res, RES_TYPE_IO, 0x03, 0x0000, 0x0cf7);
+    res_word_addr(res, RES_TYPE_IO, 0x03, 0x0d00, 0xffff);
+    res_dword_mem(res, (uint32_t)PCI_MMIO32_BASE, (uint32_t)PCI_MMIO32_SIZE);
+    const uint8_t end[] = {RES_END, 0};
+    g_byte_array_append(res, end, sizeof(end));
+    aml_name_decl(dev, "_CRS", aml_buffer(res->data, res->len));
+    g_byte_array_unref(res);
+
+    GByteArray *prt = g_byte_array_new();
+    unsigned n = 0;
+    for (unsigned slot = 1; slot < cfg->pci_slots; slot++) {
+        for (unsigned pin = 0; pin < 4; pin++) {
+            GByteArray *e = g_byte_array_new();
+            aml_integer(e, (uint64_t)slot << 16 | 0xffff);
+            aml_integer(e, pin);
+            aml_integer(e, 0); /* no link device: the last element is the GSI */
+            aml_integer(e, pci_host_intx_gsi(slot, pin));
+            GByteArray *p = aml_package(4, e);
+            g_byte_array_append(prt, p->data, p->len);
+            g_byte_array_unref(p);
+            n++;
+        }
+    }
+    aml_name_decl(dev, "_PRT", aml_package(n, prt));
+
+    GByteArray *sb = g_byte_array_new();
+    aml_device(sb, "PCI0", dev);
+    aml_scope(out, "\\_SB", sb);
+}
 
 uint8_t acpi_checksum(const void *data, size_t len)
 {
@@ -284,11 +372,34 @@ static bool acpi_build_fadt(AcpiWriter *w, const AcpiConfig *cfg, uint64_t facs,
     return true;
 }
 
+/* MCFG (PCI Firmware 3.2 §4.1.2): the ECAM window of segment 0, bus 0. */
+static bool acpi_build_mcfg(AcpiWriter *w, uint64_t *gpa)
+{
+    typedef struct __attribute__((packed)) {
+        uint64_t base;
+        uint16_t segment;
+        uint8_t start_bus;
+        uint8_t end_bus;
+        uint32_t reserved;
+    } McfgEntry;
+    size_t len = sizeof(AcpiHeader) + 8 + sizeof(McfgEntry);
+    uint8_t *t = acpi_alloc(w, len, 8, gpa);
+    if (!t) {
+        return false;
+    }
+    acpi_header((AcpiHeader *)t, "MCFG", (uint32_t)len, 1);
+    McfgEntry e = {.base = PCI_ECAM_BASE, .segment = 0, .start_bus = 0,
+                   .end_bus = (uint8_t)(PCI_ECAM_SIZE / 0x100000 - 1)};
+    memcpy(t + sizeof(AcpiHeader) + 8, &e, sizeof(e));
+    acpi_finish((AcpiHeader *)t);
+    return true;
+}
+
 size_t acpi_build(uint8_t *buf, size_t cap, uint64_t base, const AcpiConfig *cfg,
                   uint64_t *rsdp_gpa)
 {
     AcpiWriter w = {.buf = buf, .cap = cap, .base = base};
-    uint64_t rsdp_addr, xsdt_addr, facs_addr, dsdt_addr, fadt_addr, madt_addr;
+    uint64_t rsdp_addr, xsdt_addr, facs_addr, dsdt_addr, fadt_addr, madt_addr, mcfg_addr;
 
     /* The RSDP first: 16-byte aligned at the start of the searched area. */
     AcpiRsdp *rsdp = acpi_alloc(&w, sizeof(*rsdp), 16, &rsdp_addr);
@@ -300,21 +411,24 @@ size_t acpi_build(uint8_t *buf, size_t cap, uint64_t base, const AcpiConfig *cfg
     facs->length = sizeof(*facs);
     facs->version = 2;
 
-    size_t dsdt_len = sizeof(AcpiHeader) + sizeof(dsdt_aml);
+    g_autoptr(GByteArray) aml = g_byte_array_new();
+    dsdt_s5(aml);
+    dsdt_pci0(aml, cfg);
+    size_t dsdt_len = sizeof(AcpiHeader) + aml->len;
     uint8_t *dsdt = acpi_alloc(&w, dsdt_len, 8, &dsdt_addr);
     if (!dsdt) {
         return 0;
     }
     acpi_header((AcpiHeader *)dsdt, "DSDT", (uint32_t)dsdt_len, 2);
-    memcpy(dsdt + sizeof(AcpiHeader), dsdt_aml, sizeof(dsdt_aml));
+    memcpy(dsdt + sizeof(AcpiHeader), aml->data, aml->len);
     acpi_finish((AcpiHeader *)dsdt);
 
     if (!acpi_build_fadt(&w, cfg, facs_addr, dsdt_addr, &fadt_addr) ||
-        !acpi_build_madt(&w, cfg, &madt_addr)) {
+        !acpi_build_madt(&w, cfg, &madt_addr) || !acpi_build_mcfg(&w, &mcfg_addr)) {
         return 0;
     }
 
-    const uint64_t entries[] = {fadt_addr, madt_addr};
+    const uint64_t entries[] = {fadt_addr, madt_addr, mcfg_addr};
     size_t xsdt_len = sizeof(AcpiHeader) + sizeof(entries);
     uint8_t *xsdt = acpi_alloc(&w, xsdt_len, 8, &xsdt_addr);
     if (!xsdt) {

@@ -2,8 +2,9 @@
 #pragma once
 
 /*
- * ACPI tables (ACPI 6.4): RSDP, XSDT, FADT, FACS, DSDT, MADT. Deliberately
- * small: the DSDT holds only \_S5, so a guest interprets almost no AML.
+ * ACPI tables (ACPI 6.4): RSDP, XSDT, FADT, FACS, DSDT, MADT, MCFG.
+ * Deliberately small: the DSDT holds \_S5 and the PCI host bridge with its
+ * resources and interrupt routing, so a guest interprets little AML.
  */
 #include <glib.h>
 #include <stdbool.h>
@@ -18,6 +19,7 @@ typedef struct AcpiConfig {
     uint16_t pm1a_evt_blk;
     uint16_t pm1a_cnt_blk;
     uint8_t sci_irq;
+    unsigned pci_slots; /* _PRT covers slots 1 .. pci_slots-1 */
 } AcpiConfig;
 
 /*

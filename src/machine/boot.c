@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "machine/boot.h"
+#include "machine/pci-host.h"
 #include "util/error.h"
 
 #include <asm/bootparam.h>
@@ -201,6 +202,8 @@ unsigned boot_e820(uint64_t low_end, uint64_t high_size, E820Entry *out, unsigne
     if (low_end > BOOT_HIGH_MEM) {
         E820_ADD(BOOT_HIGH_MEM, low_end - BOOT_HIGH_MEM, E820_RAM);
     }
+    /* Linux uses the MCFG's ECAM window only if the firmware reserved it. */
+    E820_ADD(PCI_ECAM_BASE, PCI_ECAM_SIZE, E820_RESERVED);
     E820_ADD(GUEST_MEM_HIGH_BASE, high_size, E820_RAM);
 #undef E820_ADD
     return n;

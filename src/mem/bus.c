@@ -137,33 +137,50 @@ static const BusRange *bus_find_locked(Bus *bus, uint64_t addr, unsigned len)
     return r;
 }
 
-bool bus_read(Bus *bus, uint64_t addr, uint8_t *data, unsigned len)
+/*
+ * Copies the range out so the handler runs without the lock: a handler may
+ * itself change the bus (a PCI config write that moves a BAR), and handlers
+ * of different devices never wait on each other. Devices outlive the vCPUs,
+ * so a handler called just after its range went away still has its object;
+ * it checks its own state.
+ */
+static bool bus_lookup(Bus *bus, uint64_t addr, unsigned len, BusRange *out)
 {
     g_rw_lock_reader_lock(&bus->lock);
     const BusRange *r = bus_find_locked(bus, addr, len);
-    if (r && r->ops->read) {
-        r->ops->read(r->opaque, addr - r->base, data, len);
-        g_rw_lock_reader_unlock(&bus->lock);
-        return true;
+    if (r) {
+        *out = *r;
+        out->name = NULL;
     }
     g_rw_lock_reader_unlock(&bus->lock);
-    memset(data, 0xff, len);
-    if (!r) {
-        bus_log_unclaimed(bus, addr, len, false);
-    }
     return r != NULL;
+}
+
+bool bus_read(Bus *bus, uint64_t addr, uint8_t *data, unsigned len)
+{
+    BusRange r;
+    if (!bus_lookup(bus, addr, len, &r)) {
+        memset(data, 0xff, len);
+        bus_log_unclaimed(bus, addr, len, false);
+        return false;
+    }
+    if (r.ops->read) {
+        r.ops->read(r.opaque, addr - r.base, data, len);
+    } else {
+        memset(data, 0xff, len);
+    }
+    return true;
 }
 
 bool bus_write(Bus *bus, uint64_t addr, const uint8_t *data, unsigned len)
 {
-    g_rw_lock_reader_lock(&bus->lock);
-    const BusRange *r = bus_find_locked(bus, addr, len);
-    if (r && r->ops->write) {
-        r->ops->write(r->opaque, addr - r->base, data, len);
-    }
-    g_rw_lock_reader_unlock(&bus->lock);
-    if (!r) {
+    BusRange r;
+    if (!bus_lookup(bus, addr, len, &r)) {
         bus_log_unclaimed(bus, addr, len, true);
+        return false;
     }
-    return r != NULL;
+    if (r.ops->write) {
+        r.ops->write(r.opaque, addr - r.base, data, len);
+    }
+    return true;
 }

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "machine/acpi.h"
+#include "machine/aml.h"
+#include "machine/pci-host.h"
 
 #include <string.h>
 
@@ -45,7 +47,7 @@ static void check_tables(unsigned ncpus)
 {
     static uint8_t buf[ACPI_TABLES_MAX];
     AcpiConfig cfg = {.ncpus = ncpus, .pm1a_evt_blk = 0x600, .pm1a_cnt_blk = 0x604,
-                      .sci_irq = 9};
+                      .sci_irq = 9, .pci_slots = 3};
     uint64_t rsdp_gpa = 0;
     size_t used = acpi_build(buf, sizeof(buf), BASE, &cfg, &rsdp_gpa);
     g_assert_cmpuint(used, >, 0);
@@ -59,9 +61,15 @@ static void check_tables(unsigned ncpus)
 
     const uint8_t *xsdt = table_at(buf, used, rd64(rsdp + 24), "XSDT");
     uint32_t nent = (rd32(xsdt + 4) - 36) / 8;
-    g_assert_cmpuint(nent, ==, 2);
+    g_assert_cmpuint(nent, ==, 3);
     const uint8_t *fadt = table_at(buf, used, rd64(xsdt + 36), "FACP");
     const uint8_t *madt = table_at(buf, used, rd64(xsdt + 44), "APIC");
+    const uint8_t *mcfg = table_at(buf, used, rd64(xsdt + 52), "MCFG");
+    /* One ECAM allocation: segment 0, bus 0 at the host bridge's window. */
+    g_assert_cmpuint(rd32(mcfg + 4), ==, 36 + 8 + 16);
+    g_assert_cmphex(rd64(mcfg + 44), ==, PCI_ECAM_BASE);
+    g_assert_cmpuint(mcfg[54], ==, 0);
+    g_assert_cmpuint(mcfg[55], ==, 0);
 
     g_assert_cmpuint(rd32(fadt + 4), ==, 276);
     g_assert_cmpuint(fadt[46], ==, 9);              /* SCI_INT */
@@ -71,6 +79,21 @@ static void check_tables(unsigned ncpus)
     g_assert_cmpuint(rd32(fadt + 40), ==, rd64(fadt + 140));
     /* The DSDT carries \_S5 for power-off. */
     g_assert_nonnull(memmem(dsdt + 36, rd32(dsdt + 4) - 36, "_S5_", 4));
+    /* ... and the PCI host bridge: Device (PCI0) inside \_SB with _HID PNP0A08. */
+    const uint8_t *pci0 = memmem(dsdt + 36, rd32(dsdt + 4) - 36, "PCI0", 4);
+    g_assert_nonnull(pci0);
+    g_assert_cmphex(pci0[-4], ==, 0x5b); /* ExtOpPrefix */
+    g_assert_cmphex(pci0[-3], ==, 0x82); /* DeviceOp, then a two-byte PkgLength */
+    static const uint8_t hid[] = {0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x08};
+    g_assert_nonnull(memmem(dsdt + 36, rd32(dsdt + 4) - 36, hid, sizeof(hid)));
+    /* _PRT: slots 1 and 2, four pins each; slot 1 INTA -> GSI 17. */
+    const uint8_t *prt = memmem(dsdt + 36, rd32(dsdt + 4) - 36, "_PRT", 4);
+    g_assert_nonnull(prt);
+    g_assert_cmphex(prt[4], ==, 0x12); /* PackageOp */
+    static const uint8_t slot1_inta[] = {0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff, 0x01, 0x00,
+                                         0x00, 0x00, 0x0a, 0x11};
+    g_assert_nonnull(memmem(prt, rd32(dsdt + 4) - (size_t)(prt - dsdt), slot1_inta,
+                            sizeof(slot1_inta)));
     uint64_t facs = rd64(fadt + 132);
     g_assert_cmphex(facs & 63, ==, 0);
     g_assert_cmpmem(buf + (facs - BASE), 4, "FACS", 4);
@@ -109,6 +132,50 @@ static void test_many_cpus(void)
     check_tables(64);
 }
 
+/* PkgLength (ACPI 6.4 §20.2.4) counts its own bytes; check each encoding size. */
+static void test_aml_pkglength(void)
+{
+    static const struct {
+        unsigned body;
+        unsigned hdr;
+    } cases[] = {{0, 1}, {58, 1}, {59, 2}, {200, 2}, {4089, 2}, {4090, 3}, {70000, 3}};
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree uint8_t *bytes = g_malloc0(cases[i].body);
+        g_autoptr(GByteArray) b = g_byte_array_new();
+        GByteArray *body = g_byte_array_new();
+        g_byte_array_append(body, bytes, cases[i].body);
+        aml_scope(b, "X", body);
+        /* ScopeOp, PkgLength, NameSeg(4), body */
+        g_assert_cmpuint(b->len, ==, 1 + cases[i].hdr + 4 + cases[i].body);
+        unsigned lead = b->data[1];
+        unsigned follow = lead >> 6;
+        g_assert_cmpuint(1 + follow, ==, cases[i].hdr);
+        unsigned len = follow ? (lead & 0xf) : (lead & 0x3f);
+        for (unsigned k = 0; k < follow; k++) {
+            len |= (unsigned)b->data[2 + k] << (4 + 8 * k);
+        }
+        g_assert_cmpuint(len, ==, cases[i].hdr + 4 + cases[i].body);
+    }
+}
+
+static void test_aml_integers(void)
+{
+    g_autoptr(GByteArray) b = g_byte_array_new();
+    aml_integer(b, 0);
+    aml_integer(b, 1);
+    aml_integer(b, 0x80);
+    aml_integer(b, 0x1234);
+    aml_integer(b, 0x12345678);
+    aml_integer(b, 0x100000000ULL);
+    static const uint8_t want[] = {0x00, 0x01, 0x0a, 0x80, 0x0b, 0x34, 0x12, 0x0c, 0x78,
+                                   0x56, 0x34, 0x12, 0x0e, 0, 0, 0, 0, 1, 0, 0, 0};
+    g_assert_cmpmem(b->data, b->len, want, sizeof(want));
+    g_byte_array_set_size(b, 0);
+    aml_eisaid(b, "PNP0A03");
+    static const uint8_t pnp0a03[] = {0x0c, 0x41, 0xd0, 0x0a, 0x03};
+    g_assert_cmpmem(b->data, b->len, pnp0a03, sizeof(pnp0a03));
+}
+
 static void test_checksum(void)
 {
     uint8_t b[5] = {1, 2, 3, 4, 0};
@@ -120,6 +187,8 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/acpi/checksum", test_checksum);
+    g_test_add_func("/acpi/aml/pkglength", test_aml_pkglength);
+    g_test_add_func("/acpi/aml/integers", test_aml_integers);
     g_test_add_func("/acpi/tables/1cpu", test_one_cpu);
     g_test_add_func("/acpi/tables/64cpus", test_many_cpus);
     return g_test_run();

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "machine/boot.h"
+#include "machine/pci-host.h"
 #include "mem/guest-mem.h"
 
 #include <asm/bootparam.h>
@@ -164,7 +165,7 @@ static void test_e820(void)
 {
     E820Entry e[BOOT_E820_MAX];
     unsigned n = boot_e820(0x8000000, 0, e, BOOT_E820_MAX);
-    g_assert_cmpuint(n, ==, 4);
+    g_assert_cmpuint(n, ==, 5);
     g_assert_cmphex(e[0].addr, ==, 0);
     g_assert_cmphex(e[0].size, ==, 0x9fc00);
     g_assert_cmpuint(e[0].type, ==, E820_RAM);
@@ -173,12 +174,15 @@ static void test_e820(void)
     g_assert_cmpuint(e[2].type, ==, E820_RESERVED);
     g_assert_cmphex(e[3].addr, ==, 0x100000);
     g_assert_cmphex(e[3].addr + e[3].size, ==, 0x8000000);
+    /* The PCI ECAM window is reserved. */
+    g_assert_cmphex(e[4].addr, ==, PCI_ECAM_BASE);
+    g_assert_cmpuint(e[4].type, ==, E820_RESERVED);
 
     /* RAM beyond the hole continues at 4 GiB. */
     n = boot_e820(0xc0000000, 0x40000000, e, BOOT_E820_MAX);
-    g_assert_cmpuint(n, ==, 5);
-    g_assert_cmphex(e[4].addr, ==, 0x100000000ULL);
-    g_assert_cmphex(e[4].size, ==, 0x40000000);
+    g_assert_cmpuint(n, ==, 6);
+    g_assert_cmphex(e[5].addr, ==, 0x100000000ULL);
+    g_assert_cmphex(e[5].size, ==, 0x40000000);
     /* No entry overlaps the next. */
     for (unsigned i = 1; i < n; i++) {
         g_assert_cmpuint(e[i - 1].addr + e[i - 1].size, <=, e[i].addr);
@@ -211,7 +215,7 @@ static void test_bzimage_load(void)
     g_assert_cmpstr((char *)guest_mem_ptr(mem, bp->hdr.cmd_line_ptr, 1), ==,
                     "console=ttyS0 quiet");
     g_assert_cmphex(bp->acpi_rsdp_addr, ==, 0xe0000);
-    g_assert_cmpuint(bp->e820_entries, ==, 4);
+    g_assert_cmpuint(bp->e820_entries, ==, 5);
     g_assert_cmphex(bp->e820_table[3].addr + bp->e820_table[3].size, ==, RAM_SIZE);
     /* The initrd sits page-aligned at the top of RAM, above the kernel. */
     g_assert_cmpuint(bp->hdr.ramdisk_size, ==, sizeof(initrd));
@@ -282,7 +286,7 @@ static void test_pvh_load(void)
     uint64_t *si64 = (uint64_t *)(si + 4);
     g_assert_cmphex(si64[1], ==, BOOT_CMDLINE_ADDR);
     g_assert_cmphex(si64[2], ==, 0xe0000);
-    g_assert_cmpuint(si[12], ==, 4); /* memmap entries, at byte 48 */
+    g_assert_cmpuint(si[12], ==, 5); /* memmap entries, at byte 48 */
     /* Segment loaded, its bss zeroed. */
     uint8_t *seg = guest_mem_ptr(mem, 0x1000000, 0x3000);
     g_assert_cmphex(seg[0], ==, 0x90);

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * MSI-X (PCI 3.0 §6.8.2): the capability, the vector table and the pending
+ * bit array. Each vector owns an eventfd that the MsiController binds to the
+ * interrupt controller (KVM irqfd + GSI route on the real machine), so
+ * msix_notify from a device thread is one eventfd write. Masking is honoured
+ * here: a masked vector (or a masked function) sets its pending bit instead,
+ * and unmasking delivers what was pending.
+ */
+#include "mem/bus.h"
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MSIX_CAP_LEN        12
+#define MSIX_ENTRY_SIZE     16
+#define MSIX_MAX_VECTORS    64
+
+typedef struct PciDevice PciDevice;
+typedef struct Msix Msix;
+
+/* Where vectors go: KVM routes in the machine, a recorder in unit tests. */
+typedef struct MsiControllerOps {
+    /* Gives vector a route id and binds fd to it. */
+    bool (*add_vector)(void *opaque, int fd, unsigned *route, GError **error);
+    /* The guest programmed address/data for route. */
+    bool (*set_route)(void *opaque, unsigned route, uint64_t addr, uint32_t data, GError **error);
+} MsiControllerOps;
+
+/*
+ * Adds the capability to d with the table at table_off and the PBA at pba_off
+ * inside BAR bar (the caller registers that BAR and forwards its accesses in
+ * those ranges to msix_table_read/write, msix_pba_read).
+ */
+Msix *msix_new(PciDevice *d, unsigned nvectors, int bar, uint32_t table_off, uint32_t pba_off,
+               const MsiControllerOps *ops, void *opaque, GError **error);
+void msix_free(Msix *m);
+
+uint8_t msix_cap_offset(Msix *m);
+/* Called by pci_config_write with the device lock held after a write to the capability. */
+void msix_control_written(Msix *m);
+bool msix_enabled(Msix *m);
+unsigned msix_nvectors(Msix *m);
+/* Sends vector, or marks it pending while masked; any thread. */
+void msix_notify(Msix *m, unsigned vector);
+/* Table back to power-on state: every vector masked, nothing pending, MSI-X off. */
+void msix_reset(Msix *m);
+
+void msix_table_read(Msix *m, uint64_t offset, uint8_t *data, unsigned len);
+void msix_table_write(Msix *m, uint64_t offset, const uint8_t *data, unsigned len);
+void msix_pba_read(Msix *m, uint64_t offset, uint8_t *data, unsigned len);
+/* Table and PBA sizes in bytes (for laying out the BAR). */
+uint32_t msix_table_size(unsigned nvectors);
+uint32_t msix_pba_size(unsigned nvectors);

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * Split virtqueues, virtio 1.2 §2.7. The device side only: take available
+ * descriptor chains, hand back used ones, decide whether the driver wants an
+ * interrupt. Every address, length and index read from guest memory is
+ * checked before use; a malformed ring makes the call fail, never crash.
+ *
+ * A VirtQueue is used from one thread at a time (the device's I/O thread once
+ * the device is live; the vCPU thread writing the transport registers before).
+ */
+#include "mem/guest-mem.h"
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define VIRTQ_MAX_SIZE 1024 /* largest queue a device offers (power of two) */
+
+/* Descriptor flags, §2.7.5. */
+#define VIRTQ_DESC_F_NEXT     1
+#define VIRTQ_DESC_F_WRITE    2
+#define VIRTQ_DESC_F_INDIRECT 4
+/* §2.7.6 / §2.7.8 */
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_USED_F_NO_NOTIFY     1
+
+typedef struct VirtQueue {
+    /* Set by the transport from the driver's writes (virtio-pci common cfg). */
+    uint16_t max_size; /* what the device offers */
+    uint16_t size;     /* what the driver chose: power of two, <= max_size */
+    bool enabled;
+    uint64_t desc_gpa;
+    uint64_t avail_gpa;
+    uint64_t used_gpa;
+
+    /* Device-side state, valid once virtqueue_start() succeeded. */
+    bool started;
+    bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
+    GuestMem *mem;
+    uint16_t last_avail_idx; /* next avail ring slot the device reads */
+    uint16_t used_idx;       /* next used ring slot the device writes */
+    uint16_t signalled_used; /* used_idx at the last interrupt (EVENT_IDX) */
+    bool signalled_used_valid;
+    unsigned inflight; /* chains popped and not yet pushed */
+} VirtQueue;
+
+/*
+ * One descriptor chain. out: buffers the device reads (driver -> device);
+ * in: buffers the device writes. The iovecs point into guest RAM, each
+ * checked to lie inside it. Chain order is kept within each direction.
+ */
+typedef struct VirtQueueElement {
+    uint16_t head;
+    unsigned out_num;
+    unsigned in_num;
+    uint64_t out_len; /* total bytes of out */
+    uint64_t in_len;  /* total bytes of in */
+    struct iovec *out_sg;
+    struct iovec *in_sg;
+} VirtQueueElement;
+
+/* Power-on state: not enabled, size = max_size, addresses 0, counters 0. */
+void virtqueue_init(VirtQueue *vq, uint16_t max_size);
+void virtqueue_reset(VirtQueue *vq);
+
+/*
+ * Validates the driver's settings (size a power of two <= max_size, the three
+ * ring areas aligned per §2.7 and inside guest RAM) and starts the queue.
+ */
+bool virtqueue_start(VirtQueue *vq, GuestMem *mem, bool event_idx, GError **error);
+
+/*
+ * Takes the next available chain. Returns 1 and sets *elem (free it with
+ * virtqueue_element_free) when there is one, 0 when the ring is empty, -1 with
+ * *error set when the ring or the chain is malformed: an index out of range,
+ * a descriptor pointing outside RAM, a loop, a chain longer than the queue,
+ * a nested or empty indirect table, a readable buffer after a writable one.
+ */
+int virtqueue_pop(VirtQueue *vq, VirtQueueElement **elem, GError **error);
+void virtqueue_element_free(VirtQueueElement *elem);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VirtQueueElement, virtqueue_element_free)
+
+/* Returns a chain to the driver with len bytes written; frees elem. */
+void virtqueue_push(VirtQueue *vq, VirtQueueElement *elem, uint32_t len);
+/* True when the driver wants an interrupt for what was pushed since the last one (§2.7.7, §2.7.10). */
+bool virtqueue_should_notify(VirtQueue *vq);
+/* Asks the driver for (enable) or not for kicks (VIRTQ_USED_F_NO_NOTIFY or avail_event). */
+void virtqueue_set_notification(VirtQueue *vq, bool enable);
+/* True when the avail ring has no chain the device has not taken. */
+bool virtqueue_empty(VirtQueue *vq);
+
+/* Copy helpers over an iovec array; return the bytes copied. */
+size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf, size_t len);
+size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t offset, const void *buf, size_t len);
