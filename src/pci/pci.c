@@ -17,6 +17,7 @@ void pci_device_init(PciDevice *d, const PciDeviceInfo *info)
     memset(d, 0, sizeof(*d));
     d->name = g_strdup(info->name);
     g_mutex_init(&d->lock);
+    g_mutex_init(&d->intx_lock);
     pci_set_word(d->config + PCI_VENDOR_ID, info->vendor_id);
     pci_set_word(d->config + PCI_DEVICE_ID, info->device_id);
     d->config[PCI_REVISION_ID] = info->revision;
@@ -53,6 +54,7 @@ void pci_device_cleanup(PciDevice *d)
     msix_free(d->msix);
     d->msix = NULL;
     g_mutex_clear(&d->lock);
+    g_mutex_clear(&d->intx_lock);
     g_free(d->name);
     d->name = NULL;
 }
@@ -88,7 +90,7 @@ bool pci_register_bar(PciDevice *d, int bar, PciBarKind kind, uint64_t size, con
 
 uint8_t pci_add_capability(PciDevice *d, uint8_t id, uint8_t len)
 {
-    uint8_t off = (uint8_t)((d->cap_end + 3) & ~3);
+    unsigned off = (d->cap_end + 3) & ~3U;
     if (len < 2 || off + len > PCI_CONFIG_SIZE) {
         return 0;
     }
@@ -97,13 +99,13 @@ uint8_t pci_add_capability(PciDevice *d, uint8_t id, uint8_t len)
     while (*link) {
         link = d->config + *link + 1;
     }
-    *link = off;
+    *link = (uint8_t)off;
     d->config[off] = id;
     d->config[off + 1] = 0;
     pci_set_word(d->config + PCI_STATUS,
                  pci_get_word(d->config + PCI_STATUS) | PCI_STATUS_CAP_LIST);
-    d->cap_end = (uint8_t)MIN(off + len, PCI_CONFIG_SIZE - 1);
-    return off;
+    d->cap_end = off + len;
+    return (uint8_t)off;
 }
 
 static uint64_t pci_bar_addr_locked(PciDevice *d, int i)
@@ -163,17 +165,17 @@ static void pci_update_mappings_locked(PciDevice *d)
     }
 }
 
-static void pci_update_intx_locked(PciDevice *d)
+/* Tells the host bridge the line's level: asserted and not disabled by the command register. */
+static void pci_update_intx(PciDevice *d)
 {
-    uint16_t status = pci_get_word(d->config + PCI_STATUS) & ~PCI_STATUS_INTERRUPT;
-    if (d->intx_level) {
-        status |= PCI_STATUS_INTERRUPT;
+    g_mutex_lock(&d->intx_lock);
+    uint16_t cmd = pci_get_word(d->config + PCI_COMMAND);
+    bool out = d->intx_level && !(cmd & PCI_COMMAND_INTX_DISABLE);
+    if (out != d->intx_out && d->set_intx) {
+        d->set_intx(d->intx_opaque, d, out);
     }
-    pci_set_word(d->config + PCI_STATUS, status);
-    bool disabled = pci_get_word(d->config + PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE;
-    if (d->set_intx) {
-        d->set_intx(d->intx_opaque, d, d->intx_level && !disabled);
-    }
+    d->intx_out = out;
+    g_mutex_unlock(&d->intx_lock);
 }
 
 static bool ranges_overlap(uint32_t a, unsigned alen, uint32_t b, unsigned blen)
@@ -190,11 +192,21 @@ uint32_t pci_config_read(PciDevice *d, uint32_t offset, unsigned len)
     if (d->hook_read && ranges_overlap(offset, len, d->hook_cap, d->hook_len)) {
         d->hook_read(d->hook_opaque, offset, len);
     }
+    uint8_t bytes[4];
+    memcpy(bytes, d->config + offset, len);
+    g_mutex_unlock(&d->lock);
+    /* The status register's interrupt bit shows the line's state (PCI 3.0 §6.2.3). */
+    if (ranges_overlap(offset, len, PCI_STATUS, 1)) {
+        g_mutex_lock(&d->intx_lock);
+        if (d->intx_level) {
+            bytes[PCI_STATUS - offset] |= PCI_STATUS_INTERRUPT;
+        }
+        g_mutex_unlock(&d->intx_lock);
+    }
     uint32_t v = 0;
     for (unsigned i = 0; i < len; i++) {
-        v |= (uint32_t)d->config[offset + i] << (8 * i);
+        v |= (uint32_t)bytes[i] << (8 * i);
     }
-    g_mutex_unlock(&d->lock);
     return v;
 }
 
@@ -214,7 +226,7 @@ void pci_config_write(PciDevice *d, uint32_t offset, uint32_t value, unsigned le
         pci_update_mappings_locked(d);
     }
     if (ranges_overlap(offset, len, PCI_COMMAND, 2)) {
-        pci_update_intx_locked(d);
+        pci_update_intx(d);
     }
     if (d->msix && ranges_overlap(offset, len, msix_cap_offset(d->msix), MSIX_CAP_LEN)) {
         msix_control_written(d->msix);
@@ -255,12 +267,10 @@ void pci_enable_decode(PciDevice *d)
 
 void pci_set_intx(PciDevice *d, bool level)
 {
-    g_mutex_lock(&d->lock);
-    if (d->intx_level != level) {
-        d->intx_level = level;
-        pci_update_intx_locked(d);
-    }
-    g_mutex_unlock(&d->lock);
+    g_mutex_lock(&d->intx_lock);
+    d->intx_level = level;
+    g_mutex_unlock(&d->intx_lock);
+    pci_update_intx(d);
 }
 
 void pci_device_reset(PciDevice *d)
@@ -268,15 +278,9 @@ void pci_device_reset(PciDevice *d)
     g_mutex_lock(&d->lock);
     pci_set_word(d->config + PCI_COMMAND, 0);
     pci_update_mappings_locked(d);
-    d->intx_level = false;
-    pci_update_intx_locked(d);
     g_mutex_unlock(&d->lock);
+    pci_set_intx(d, false);
     if (d->msix) {
         msix_reset(d->msix);
     }
-}
-
-bool pci_bus_master(PciDevice *d)
-{
-    return g_atomic_int_get((const gint *)(d->config + PCI_COMMAND)) & PCI_COMMAND_MASTER;
 }

@@ -9,7 +9,8 @@
  * taken off the machine's buses as the guest programs them.
  *
  * Config accesses come from vCPU threads and take d->lock; BAR handlers run
- * without it (the bus calls them directly).
+ * without it (the bus calls them directly). Lock order: d->lock, then
+ * d->intx_lock, then the host bridge's lock.
  */
 #include "mem/bus.h"
 
@@ -92,7 +93,7 @@ struct PciDevice {
     GMutex lock;
     uint8_t config[PCI_CONFIG_SIZE];
     uint8_t wmask[PCI_CONFIG_SIZE];
-    uint8_t cap_end; /* next free byte for a capability */
+    unsigned cap_end; /* next free byte for a capability */
     PciBar bars[PCI_NUM_BARS];
     uint8_t devfn;
 
@@ -101,7 +102,13 @@ struct PciDevice {
     Bus *mmio;
     PciIntxFn set_intx;
     void *intx_opaque;
+    /*
+     * INTx has its own lock, not d->lock: device threads raise it while a vCPU
+     * may hold d->lock waiting for that same device thread (pci_cfg window).
+     */
+    GMutex intx_lock;
     bool intx_level; /* what the device asserts, before INTX_DISABLE */
+    bool intx_out;   /* what the host bridge was told */
 
     PciBarMapFn bar_mapped;
     void *bar_opaque;
@@ -138,7 +145,6 @@ void pci_set_intx(PciDevice *d, bool level);
 void pci_device_reset(PciDevice *d);
 
 uint64_t pci_bar_addr(PciDevice *d, int bar);
-bool pci_bus_master(PciDevice *d);
 
 static inline uint16_t pci_get_word(const uint8_t *p)
 {
