@@ -19,6 +19,7 @@ typedef enum {
     OPT_NO_REBOOT,
     OPT_NAME,
     OPT_DEVICE,
+    OPT_DRIVE,
     OPT_ENABLE_KVM,
     OPT_ACCEL,
     OPT_CPU,
@@ -49,8 +50,12 @@ static const OptDef opt_defs[] = {
     {"display", OPT_DISPLAY, true, "none", "only 'none': qlite has no display"},
     {"no-reboot", OPT_NO_REBOOT, false, NULL, "exit instead of rebooting"},
     {"name", OPT_NAME, true, "[guest=]NAME", "name of the guest"},
-    {"device", OPT_DEVICE, true, "isa-debug-exit[,iobase=A][,iosize=N]",
-     "add a device (a guest write of V to the port exits with (V<<1)|1)"},
+    {"drive", OPT_DRIVE, true,
+     "file=PATH[,format=raw][,if=virtio|none][,id=ID][,readonly=on][,cache=MODE]",
+     "a raw disk image; if=virtio plugs it as virtio-blk-pci, if=none waits for -device"},
+    {"device", OPT_DEVICE, true, "DRIVER[,...]",
+     "isa-debug-exit[,iobase=A][,iosize=N] (a guest write of V exits with (V<<1)|1) or "
+     "virtio-blk-pci,drive=ID[,serial=S]"},
     {"enable-kvm", OPT_ENABLE_KVM, false, NULL, "accepted: qlite always uses KVM"},
     {"accel", OPT_ACCEL, true, "kvm", "accepted: qlite always uses KVM"},
     {"cpu", OPT_CPU, true, "host", "accepted: the vCPUs are always the host's model"},
@@ -159,18 +164,8 @@ static bool parse_smp(const char *arg, MachineConfig *cfg, GError **error)
     return true;
 }
 
-static bool parse_device(const char *arg, MachineConfig *cfg, GError **error)
+static bool parse_debug_exit(Opts *o, MachineConfig *cfg, GError **error)
 {
-    g_autoptr(Opts) o = opts_parse(arg, "driver", error);
-    if (!o) {
-        return false;
-    }
-    const char *driver = opts_get(o, "driver");
-    if (!driver || strcmp(driver, "isa-debug-exit") != 0) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "'%s' is not a valid device model name", driver ? driver : "");
-        return false;
-    }
     uint64_t base, size;
     if (!opts_get_u64(o, "iobase", DEBUG_EXIT_DEFAULT_BASE, &base, error) ||
         !opts_get_u64(o, "iosize", DEBUG_EXIT_DEFAULT_SIZE, &size, error) ||
@@ -192,6 +187,155 @@ static bool parse_device(const char *arg, MachineConfig *cfg, GError **error)
     cfg->debug_exit = true;
     cfg->debug_exit_base = (uint16_t)base;
     cfg->debug_exit_size = (uint16_t)size;
+    return true;
+}
+
+static void drive_free(gpointer p)
+{
+    drive_config_clear(p);
+    g_free(p);
+}
+
+static void machine_add_disk(MachineConfig *cfg, DriveConfig *d)
+{
+    if (!cfg->disks) {
+        cfg->disks = g_ptr_array_new_with_free_func(drive_free);
+    }
+    g_ptr_array_add(cfg->disks, d);
+}
+
+/* -device virtio-blk-pci,drive=ID: takes the if=none drive out of the pending table. */
+static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, GHashTable *pending, GError **error)
+{
+    const char *drive = opts_get(o, "drive");
+    const char *serial = opts_get(o, "serial");
+    opts_get(o, "id"); /* a device id names nothing yet: no hotplug, no monitor */
+    if (!opts_check_unused(o, error)) {
+        return false;
+    }
+    if (!drive) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "virtio-blk-pci: drive= is required");
+        return false;
+    }
+    gpointer key, value;
+    if (!g_hash_table_lookup_extended(pending, drive, &key, &value)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "virtio-blk-pci: no if=none drive with id '%s' (or it is already in use)",
+                    drive);
+        return false;
+    }
+    g_hash_table_steal(pending, drive);
+    g_free(key);
+    DriveConfig *d = value;
+    if (serial) {
+        g_free(d->serial);
+        d->serial = g_strdup(serial);
+    }
+    machine_add_disk(cfg, d);
+    return true;
+}
+
+static bool parse_device(const char *arg, MachineConfig *cfg, GHashTable *pending,
+                         GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "driver", error);
+    if (!o) {
+        return false;
+    }
+    const char *driver = opts_get(o, "driver");
+    if (driver && strcmp(driver, "isa-debug-exit") == 0) {
+        return parse_debug_exit(o, cfg, error);
+    }
+    if (driver && strcmp(driver, "virtio-blk-pci") == 0) {
+        return parse_virtio_blk(o, cfg, pending, error);
+    }
+    g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "'%s' is not a valid device model name",
+                driver ? driver : "");
+    return false;
+}
+
+/*
+ * -drive as QEMU: a raw image on virtio (if=virtio) or held for a -device
+ * (if=none, needs id=). qlite has no IDE, SCSI or floppy: QEMU's default
+ * if=ide is refused with a hint rather than silently changed.
+ */
+static bool parse_drive_opts(const char *arg, DriveConfig *d, const char **iface_out,
+                             GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, NULL, error);
+    if (!o) {
+        return false;
+    }
+    d->file = g_strdup(opts_get(o, "file"));
+    d->format = g_strdup(opts_get(o, "format"));
+    d->id = g_strdup(opts_get(o, "id"));
+    const char *iface = opts_get(o, "if");
+    const char *cache = opts_get(o, "cache");
+    const char *media = opts_get(o, "media");
+    const char *aio = opts_get(o, "aio");
+    if (!opts_get_bool(o, "readonly", false, &d->readonly, error) ||
+        !opts_check_unused(o, error)) {
+        return false;
+    }
+    if (!d->file || !*d->file) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "file= is required (qlite has no removable media)");
+        return false;
+    }
+    if (cache && !block_cache_mode_parse(cache, &d->cache, error)) {
+        return false;
+    }
+    if (media && strcmp(media, "disk") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "media=%s is not supported (disk only)", media);
+        return false;
+    }
+    /* Every request goes through Linux AIO; 'threads' is accepted as a request for async I/O. */
+    if (aio && strcmp(aio, "native") != 0 && strcmp(aio, "threads") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "aio=%s is not supported (native or threads)", aio);
+        return false;
+    }
+    if (!iface) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "if=ide is not supported: qlite has no IDE controller, use if=virtio");
+        return false;
+    }
+    if (strcmp(iface, "none") != 0 && strcmp(iface, "virtio") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "if=%s is not supported (virtio or none)", iface);
+        return false;
+    }
+    *iface_out = strcmp(iface, "none") == 0 ? "none" : "virtio";
+    return true;
+}
+
+static bool parse_drive(const char *arg, MachineConfig *cfg, GHashTable *pending,
+                        unsigned *ndrives, GError **error)
+{
+    DriveConfig *d = g_new0(DriveConfig, 1);
+    const char *iface = NULL;
+    if (!parse_drive_opts(arg, d, &iface, error)) {
+        drive_free(d);
+        return false;
+    }
+    if (strcmp(iface, "none") == 0) {
+        if (!d->id || g_hash_table_contains(pending, d->id)) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        d->id ? "duplicate drive id '%s'"
+                              : "if=none needs an id= for -device ...,drive=ID%s",
+                        d->id ? d->id : "");
+            drive_free(d);
+            return false;
+        }
+        g_hash_table_insert(pending, g_strdup(d->id), d);
+    } else {
+        if (!d->id) {
+            d->id = g_strdup_printf("virtio%u", *ndrives);
+        }
+        machine_add_disk(cfg, d);
+    }
+    (*ndrives)++;
     return true;
 }
 
@@ -229,8 +373,15 @@ static bool parse_accel(const char *arg, GError **error)
     return opts_check_unused(o, error);
 }
 
+typedef struct {
+    bool nodefaults;
+    bool serial_set;
+    unsigned ndrives;
+    GHashTable *pending_drives; /* if=none drives by id, until a -device takes them */
+} CmdlineState;
+
 static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
-                          bool *nodefaults, bool *serial_set, GError **error)
+                          CmdlineState *st, GError **error)
 {
     switch (d->id) {
     case OPT_M:
@@ -250,17 +401,17 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
         cfg->append = g_strdup(arg);
         return true;
     case OPT_SERIAL:
-        if (*serial_set) {
+        if (st->serial_set) {
             g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
                         "only one serial port (COM1) is supported");
             return false;
         }
-        *serial_set = true;
+        st->serial_set = true;
         g_free(cfg->serial);
         cfg->serial = strcmp(arg, "none") == 0 ? NULL : g_strdup(arg);
         return true;
     case OPT_NOGRAPHIC:
-        if (!*serial_set) {
+        if (!st->serial_set) {
             g_free(cfg->serial);
             cfg->serial = g_strdup("stdio");
         }
@@ -278,7 +429,9 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
     case OPT_NAME:
         return parse_name(arg, cfg, error);
     case OPT_DEVICE:
-        return parse_device(arg, cfg, error);
+        return parse_device(arg, cfg, st->pending_drives, error);
+    case OPT_DRIVE:
+        return parse_drive(arg, cfg, st->pending_drives, &st->ndrives, error);
     case OPT_ACCEL:
         return parse_accel(arg, error);
     case OPT_CPU:
@@ -289,7 +442,7 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
         }
         return true;
     case OPT_NODEFAULTS:
-        *nodefaults = true;
+        st->nodefaults = true;
         return true;
     case OPT_ENABLE_KVM:
     case OPT_NO_USER_CONFIG:
@@ -307,7 +460,9 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
     cfg->ram_size = CMDLINE_DEFAULT_RAM;
     cfg->ncpus = 1;
     *action = CMDLINE_RUN;
-    bool nodefaults = false, serial_set = false;
+    CmdlineState st = {.pending_drives = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                                               drive_free)};
+    g_autoptr(GHashTable) pending = st.pending_drives;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -336,13 +491,13 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
             *action = CMDLINE_VERSION;
             return true;
         }
-        if (!cmdline_apply(d, arg, cfg, &nodefaults, &serial_set, error)) {
+        if (!cmdline_apply(d, arg, cfg, &st, error)) {
             g_prefix_error(error, "%s %s: ", a, arg ? arg : "");
             return false;
         }
     }
     /* With no display, QEMU's default serial console would be invisible: use stdio. */
-    if (!serial_set && !nodefaults && !cfg->serial) {
+    if (!st.serial_set && !st.nodefaults && !cfg->serial) {
         cfg->serial = g_strdup("stdio");
     }
     if (!cfg->kernel) {

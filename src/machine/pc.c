@@ -8,11 +8,14 @@
 #include "machine/boot.h"
 #include "machine/debug-exit.h"
 #include "machine/i8042.h"
+#include "machine/pci-host.h"
 #include "machine/rtc.h"
 #include "machine/serial.h"
 #include "mem/bus.h"
 #include "mem/guest-mem.h"
 #include "util/error.h"
+#include "virtio/blk.h"
+#include "virtio/virtio-pci.h"
 
 #include <errno.h>
 #include <glib-unix.h>
@@ -48,6 +51,8 @@ struct Machine {
     I8042 *kbd;
     AcpiPm *pm;
     DebugExit debug_exit;
+    PciHost *pci;
+    GPtrArray *virtio; /* VirtioPci *, in slot order */
 
     GSource *signal_sources[3];
     gint ending;      /* set once: the VM is on its way out */
@@ -62,6 +67,9 @@ void machine_config_clear(MachineConfig *cfg)
     g_free(cfg->append);
     g_free(cfg->serial);
     g_free(cfg->name);
+    if (cfg->disks) {
+        g_ptr_array_unref(cfg->disks);
+    }
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -111,6 +119,11 @@ static bool machine_load_boot_images(Machine *m, GError **error)
 
 static bool machine_reset_all(Machine *m, GError **error)
 {
+    /* Devices first: their threads stop touching guest RAM before it is cleared. */
+    for (guint i = 0; i < m->virtio->len; i++) {
+        virtio_pci_reset(g_ptr_array_index(m->virtio, i));
+    }
+    pci_host_reset(m->pci);
     if (!guest_mem_clear(m->mem, error) || !kvm_reset_irqchip(m->kvm, error) ||
         !cpus_reset(m->cpus, error)) {
         return false;
@@ -224,6 +237,72 @@ static void serial_fe_receive(void *opaque, const uint8_t *buf, size_t len)
     serial_receive(opaque, buf, len);
 }
 
+static void pci_set_irq(void *opaque, unsigned gsi, bool level)
+{
+    Machine *m = opaque;
+    kvm_irq_line(m->kvm, gsi, level);
+}
+
+/* MSI-X vectors are KVM GSIs with an irqfd each. */
+static bool msi_add_vector(void *opaque, int fd, unsigned *route, GError **error)
+{
+    Machine *m = opaque;
+    return kvm_msi_gsi_alloc(m->kvm, route, error) && kvm_irqfd(m->kvm, fd, *route, true, error);
+}
+
+static bool msi_set_route(void *opaque, unsigned route, uint64_t addr, uint32_t data,
+                          GError **error)
+{
+    Machine *m = opaque;
+    return kvm_msi_route_set(m->kvm, route, addr, data, error);
+}
+
+static const MsiControllerOps machine_msi_ops = {
+    .add_vector = msi_add_vector,
+    .set_route = msi_set_route,
+};
+
+static bool virtio_ioeventfd(void *opaque, int fd, uint64_t addr, unsigned len, bool assign,
+                             GError **error)
+{
+    Machine *m = opaque;
+    return kvm_ioeventfd(m->kvm, fd, addr, len, false, assign, error);
+}
+
+static const VirtioPciHostOps machine_virtio_host_ops = {.ioeventfd = virtio_ioeventfd};
+
+static void virtio_pci_free_cb(gpointer p)
+{
+    virtio_pci_free(p);
+}
+
+static bool machine_add_pci(Machine *m, GError **error)
+{
+    m->pci = pci_host_new(m->pio, m->mmio, pci_set_irq, m, error);
+    if (!m->pci) {
+        return false;
+    }
+    m->virtio = g_ptr_array_new_with_free_func(virtio_pci_free_cb);
+    for (guint i = 0; m->cfg.disks && i < m->cfg.disks->len; i++) {
+        const DriveConfig *d = g_ptr_array_index(m->cfg.disks, i);
+        VirtioDevice *vdev = virtio_blk_new(d, m->mem, error);
+        if (!vdev) {
+            g_prefix_error(error, "-drive %s: ", d->file);
+            return false;
+        }
+        VirtioPci *vp = virtio_pci_new(vdev, &machine_virtio_host_ops, m, &machine_msi_ops, m,
+                                       error);
+        if (!vp) {
+            return false;
+        }
+        g_ptr_array_add(m->virtio, vp);
+        if (!pci_host_plug(m->pci, virtio_pci_device(vp), error)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static time_t host_now(void)
 {
     return time(NULL);
@@ -305,6 +384,7 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     m->cfg.append = g_strdup(cfg->append);
     m->cfg.serial = g_strdup(cfg->serial);
     m->cfg.name = g_strdup(cfg->name);
+    m->cfg.disks = cfg->disks ? g_ptr_array_ref(cfg->disks) : NULL;
     /*
      * A context of our own, not the global default: g_main_context_invoke() from
      * a vCPU thread must queue to the control loop, never run in the caller.
@@ -327,7 +407,7 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     }
     m->pio = bus_new("pio");
     m->mmio = bus_new("mmio");
-    if (!machine_add_devices(m, error)) {
+    if (!machine_add_devices(m, error) || !machine_add_pci(m, error)) {
         return NULL;
     }
     VcpuEvents ev = {.reset = machine_cpu_reset, .failure = machine_cpu_failure, .opaque = m};
@@ -337,7 +417,8 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     }
 
     AcpiConfig acfg = {.ncpus = cfg->ncpus, .pm1a_evt_blk = ACPI_PM1_EVT_BLK,
-                       .pm1a_cnt_blk = ACPI_PM1_CNT_BLK, .sci_irq = ACPI_SCI_IRQ};
+                       .pm1a_cnt_blk = ACPI_PM1_CNT_BLK, .sci_irq = ACPI_SCI_IRQ,
+                       .pci_slots = 1 + m->virtio->len};
     m->acpi_size = acpi_build(m->acpi, sizeof(m->acpi), ACPI_TABLES_BASE, &acfg, &m->rsdp);
     if (!m->acpi_size) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "ACPI tables do not fit");
@@ -378,6 +459,10 @@ void machine_free(Machine *m)
         return;
     }
     cpus_free(m->cpus); /* joins the vCPU threads before their devices go */
+    if (m->virtio) {
+        g_ptr_array_unref(m->virtio); /* stops the device threads */
+    }
+    pci_host_free(m->pci);
     for (size_t i = 0; i < G_N_ELEMENTS(m->signal_sources); i++) {
         if (m->signal_sources[i]) {
             g_source_destroy(m->signal_sources[i]);

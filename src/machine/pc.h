@@ -6,6 +6,8 @@
  * PIT, COM1, the CMOS RTC, an 8042 for reset, ACPI PM1 for power-off, and
  * the optional isa-debug-exit. Devices are created here, in this order.
  */
+#include "block/block.h"
+
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,6 +31,8 @@ typedef struct MachineConfig {
     bool debug_exit;
     uint16_t debug_exit_base;
     uint16_t debug_exit_size;
+    /* virtio-blk-pci disks in slot order (DriveConfig *, owned). */
+    GPtrArray *disks;
 } MachineConfig;
 
 void machine_config_clear(MachineConfig *cfg);

@@ -95,6 +95,38 @@ static void test_actions(void)
     machine_config_clear(&cfg);
 }
 
+static const DriveConfig *disk(const MachineConfig *cfg, guint i)
+{
+    g_assert_nonnull(cfg->disks);
+    g_assert_cmpuint(i, <, cfg->disks->len);
+    return g_ptr_array_index(cfg->disks, i);
+}
+
+static void test_drives(void)
+{
+    MachineConfig cfg;
+    CmdlineAction act;
+    g_autoptr(GError) err = NULL;
+    /* if=virtio plugs at once; if=none waits for its -device, which fixes the slot order. */
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k",
+                        "-drive", "file=/a.img,format=raw,if=none,id=d0,cache=none",
+                        "-drive", "file=/b,,c.img,if=virtio,readonly=on",
+                        "-drive", "file=/unused.img,if=none,id=spare",
+                        "-device", "virtio-blk-pci,drive=d0,serial=SN1", NULL));
+    g_assert_no_error(err);
+    g_assert_cmpuint(cfg.disks->len, ==, 2);
+    g_assert_cmpstr(disk(&cfg, 0)->file, ==, "/b,c.img");
+    g_assert_true(disk(&cfg, 0)->readonly);
+    g_assert_cmpint(disk(&cfg, 0)->cache, ==, BLOCK_CACHE_WRITEBACK);
+    g_assert_cmpstr(disk(&cfg, 0)->id, ==, "virtio1");
+    g_assert_cmpstr(disk(&cfg, 1)->file, ==, "/a.img");
+    g_assert_cmpstr(disk(&cfg, 1)->format, ==, "raw");
+    g_assert_cmpstr(disk(&cfg, 1)->serial, ==, "SN1");
+    g_assert_cmpint(disk(&cfg, 1)->cache, ==, BLOCK_CACHE_NONE);
+    g_assert_false(disk(&cfg, 1)->readonly);
+    machine_config_clear(&cfg);
+}
+
 /* Each bad command line fails with a message naming the option and the problem. */
 static void expect_error(const char *want, ...)
 {
@@ -142,6 +174,22 @@ static void test_errors(void)
     expect_error("only one serial port", "-kernel", "/k", "-serial", "stdio", "-serial", "null",
                  NULL);
     expect_error("no -kernel given", "-m", "256", NULL);
+    expect_error("if=ide is not supported", "-kernel", "/k", "-drive", "file=/a", NULL);
+    expect_error("if=scsi is not supported", "-kernel", "/k", "-drive", "file=/a,if=scsi", NULL);
+    expect_error("file= is required", "-kernel", "/k", "-drive", "if=virtio", NULL);
+    expect_error("if=none needs an id=", "-kernel", "/k", "-drive", "file=/a,if=none", NULL);
+    expect_error("duplicate drive id 'x'", "-kernel", "/k", "-drive", "file=/a,if=none,id=x",
+                 "-drive", "file=/b,if=none,id=x", NULL);
+    expect_error("no if=none drive with id 'd9'", "-kernel", "/k", "-drive",
+                 "file=/a,if=none,id=d0", "-device", "virtio-blk-pci,drive=d9", NULL);
+    expect_error("already in use", "-kernel", "/k", "-drive", "file=/a,if=none,id=d0", "-device",
+                 "virtio-blk-pci,drive=d0", "-device", "virtio-blk-pci,drive=d0", NULL);
+    expect_error("drive= is required", "-kernel", "/k", "-device", "virtio-blk-pci", NULL);
+    expect_error("cache=bogus", "-kernel", "/k", "-drive", "file=/a,if=virtio,cache=bogus",
+                 NULL);
+    expect_error("Invalid parameter 'snapshot'", "-kernel", "/k", "-drive",
+                 "file=/a,if=virtio,snapshot=on", NULL);
+    expect_error("readonly", "-kernel", "/k", "-drive", "file=/a,if=virtio,readonly=maybe", NULL);
 }
 
 int main(int argc, char **argv)
@@ -150,6 +198,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/full", test_full);
     g_test_add_func("/cmdline/defaults", test_defaults);
     g_test_add_func("/cmdline/actions", test_actions);
+    g_test_add_func("/cmdline/drives", test_drives);
     g_test_add_func("/cmdline/errors", test_errors);
     return g_test_run();
 }
