@@ -11,6 +11,7 @@
  * the device is live; the vCPU thread writing the transport registers before).
  */
 #include "mem/guest-mem.h"
+#include "util/iov.h" /* iov_to_buf, iov_from_buf */
 
 #include <glib.h>
 #include <stdbool.h>
@@ -45,6 +46,10 @@ typedef struct VirtQueue {
     uint16_t signalled_used; /* used_idx at the last interrupt (EVENT_IDX) */
     bool signalled_used_valid;
     unsigned inflight; /* chains popped and not yet pushed */
+    /* Host addresses of the three ring areas, checked against RAM by virtqueue_start(). */
+    uint8_t *desc_hva;
+    uint8_t *avail_hva;
+    uint8_t *used_hva;
 } VirtQueue;
 
 /*
@@ -85,13 +90,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VirtQueueElement, virtqueue_element_free)
 
 /* Returns a chain to the driver with len bytes written; frees elem. */
 void virtqueue_push(VirtQueue *vq, VirtQueueElement *elem, uint32_t len);
+/* Drops a popped chain without returning it (the device gave up on it, NEEDS_RESET); frees elem. */
+void virtqueue_detach(VirtQueue *vq, VirtQueueElement *elem);
 /* True when the driver wants an interrupt for what was pushed since the last one (§2.7.7, §2.7.10). */
 bool virtqueue_should_notify(VirtQueue *vq);
 /* Asks the driver for (enable) or not for kicks (VIRTQ_USED_F_NO_NOTIFY or avail_event). */
 void virtqueue_set_notification(VirtQueue *vq, bool enable);
 /* True when the avail ring has no chain the device has not taken. */
 bool virtqueue_empty(VirtQueue *vq);
-
-/* Copy helpers over an iovec array; return the bytes copied. */
-size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf, size_t len);
-size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t offset, const void *buf, size_t len);
