@@ -85,6 +85,11 @@ struct VirtioDevice {
     VirtQueue queues[VIRTIO_MAX_QUEUES];
     int kick_fd[VIRTIO_MAX_QUEUES]; /* eventfd the transport signals (KVM ioeventfd) */
     GSource *kick_src[VIRTIO_MAX_QUEUES];
+    /* The opaque of each kick source: which device and queue it serves. */
+    struct VirtioKickCtx {
+        VirtioDevice *vdev;
+        unsigned q;
+    } kick_ctx[VIRTIO_MAX_QUEUES];
 
     const VirtioTransportOps *transport;
     void *transport_opaque;
@@ -100,7 +105,7 @@ bool virtio_device_init(VirtioDevice *vdev, const char *name, const char *id, ui
                         const VirtioDeviceOps *ops, GuestMem *mem, uint64_t host_features,
                         unsigned nqueues, uint16_t queue_max_size, uint32_t config_size,
                         GError **error);
-/* Stops the IoThread, closes the eventfds, calls ops->free. */
+/* Resets the device (draining its I/O), stops the IoThread, closes the eventfds, calls ops->free. */
 void virtio_device_free(VirtioDevice *vdev);
 
 void virtio_set_transport(VirtioDevice *vdev, const VirtioTransportOps *ops, void *opaque);

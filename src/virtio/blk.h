@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * virtio-blk (virtio 1.2 §5.2) on a raw image (block/block.h). One request
+ * queue; I/O runs on the device's IoThread through Linux AIO.
+ */
+#include "block/block.h"
+#include "mem/guest-mem.h"
+#include "virtio/virtio.h"
+
+#include <glib.h>
+
+/* Opens the image and sets up the device; free it with virtio_device_free(). */
+VirtioDevice *virtio_blk_new(const DriveConfig *cfg, GuestMem *mem, GError **error);
