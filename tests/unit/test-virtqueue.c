@@ -1,0 +1,458 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "virtio-fake.h"
+#include "virtio/virtqueue.h"
+
+#include <string.h>
+
+#define MEM_SIZE  (4 * 1024 * 1024)
+#define RING_BASE 0x10000
+#define QSIZE     16
+
+typedef struct {
+    GuestMem *mem;
+    FakeVq f;
+    VirtQueue vq;
+    uint64_t data; /* free guest memory after the rings */
+} Fixture;
+
+static void fixture_setup(Fixture *fx, bool event_idx)
+{
+    g_autoptr(GError) err = NULL;
+    fx->mem = guest_mem_new(MEM_SIZE, MEM_SIZE, &err);
+    g_assert_no_error(err);
+    fake_vq_init(&fx->f, fx->mem, RING_BASE, QSIZE);
+    fx->data = fake_vq_end(&fx->f);
+    virtqueue_init(&fx->vq, QSIZE);
+    fake_vq_apply(&fx->f, &fx->vq);
+    g_assert_true(virtqueue_start(&fx->vq, fx->mem, event_idx, &err));
+    g_assert_no_error(err);
+}
+
+static void fixture_teardown(Fixture *fx)
+{
+    guest_mem_free(fx->mem);
+}
+
+static void *hva(Fixture *fx, uint64_t gpa)
+{
+    return guest_mem_ptr(fx->mem, gpa, 1);
+}
+
+static VirtQueueElement *pop_ok(Fixture *fx)
+{
+    g_autoptr(GError) err = NULL;
+    VirtQueueElement *e = NULL;
+    g_assert_cmpint(virtqueue_pop(&fx->vq, &e, &err), ==, 1);
+    g_assert_no_error(err);
+    return e;
+}
+
+static void test_empty(void)
+{
+    Fixture fx;
+    fixture_setup(&fx, false);
+    g_autoptr(GError) err = NULL;
+    VirtQueueElement *e = NULL;
+    g_assert_true(virtqueue_empty(&fx.vq));
+    g_assert_cmpint(virtqueue_pop(&fx.vq, &e, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_null(e);
+    fixture_teardown(&fx);
+}
+
+static void test_chain(void)
+{
+    Fixture fx;
+    fixture_setup(&fx, false);
+    FakeBuf bufs[] = {
+        {fx.data, 10, false},        {fx.data + 0x100, 20, false},
+        {fx.data + 0x200, 30, true}, {fx.data + 0x300, 0, true}, /* zero-length: no iovec */
+        {fx.data + 0x400, 40, true},
+    };
+    uint16_t head = fake_vq_add(&fx.f, bufs, G_N_ELEMENTS(bufs));
+    g_assert_false(virtqueue_empty(&fx.vq));
+    VirtQueueElement *e = pop_ok(&fx);
+    g_assert_cmpuint(e->head, ==, head);
+    g_assert_cmpuint(e->out_num, ==, 2);
+    g_assert_cmpuint(e->in_num, ==, 2);
+    g_assert_cmpuint(e->out_len, ==, 30);
+    g_assert_cmpuint(e->in_len, ==, 70);
+    g_assert_true(e->out_sg[0].iov_base == hva(&fx, fx.data));
+    g_assert_true(e->out_sg[1].iov_base == hva(&fx, fx.data + 0x100));
+    g_assert_true(e->in_sg[0].iov_base == hva(&fx, fx.data + 0x200));
+    g_assert_true(e->in_sg[1].iov_base == hva(&fx, fx.data + 0x400));
+    g_assert_cmpuint(fx.vq.inflight, ==, 1);
+    virtqueue_push(&fx.vq, e, 70);
+    g_assert_cmpuint(fx.vq.inflight, ==, 0);
+    uint32_t id, len;
+    g_assert_true(fake_vq_pop_used(&fx.f, &id, &len));
+    g_assert_cmpuint(id, ==, head);
+    g_assert_cmpuint(len, ==, 70);
+    g_assert_false(fake_vq_pop_used(&fx.f, &id, &len));
+    g_assert_true(virtqueue_empty(&fx.vq));
+    fixture_teardown(&fx);
+}
+
+/* The free-running 16-bit indices wrap at 65536, not at the queue size (§2.7.6). */
+static void test_wrap(void)
+{
+    Fixture fx;
+    fixture_setup(&fx, true);
+    uint16_t start = 65530;
+    fx.vq.last_avail_idx = fx.vq.used_idx = start;
+    fake_vq_set_avail_idx(&fx.f, start);
+    fx.f.last_used = start;
+    uint16_t used_le = GUINT16_TO_LE(start);
+    memcpy(hva(&fx, fx.f.used_gpa + 2), &used_le, 2);
+    for (unsigned i = 0; i < 3 * QSIZE; i++) {
+        FakeBuf b = {fx.data + 64 * (i % QSIZE), 64, i % 2};
+        uint16_t head = fake_vq_add(&fx.f, &b, 1);
+        VirtQueueElement *e = pop_ok(&fx);
+        g_assert_cmpuint(e->head, ==, head);
+        virtqueue_push(&fx.vq, e, i);
+        uint32_t id, len;
+        g_assert_true(fake_vq_pop_used(&fx.f, &id, &len));
+        g_assert_cmpuint(id, ==, head);
+        g_assert_cmpuint(len, ==, i);
+    }
+    g_assert_cmpuint(fx.vq.last_avail_idx, ==, (uint16_t)(start + 3 * QSIZE));
+    g_assert_cmpuint(fake_vq_used_idx(&fx.f), ==, (uint16_t)(start + 3 * QSIZE));
+    /* A full ring across the wrap: size entries pending is fine. */
+    for (unsigned i = 0; i < QSIZE; i++) {
+        FakeBuf b = {fx.data + 64 * i, 64, true};
+        fake_vq_add(&fx.f, &b, 1);
+    }
+    for (unsigned i = 0; i < QSIZE; i++) {
+        virtqueue_push(&fx.vq, pop_ok(&fx), 0);
+    }
+    g_assert_true(virtqueue_empty(&fx.vq));
+    fixture_teardown(&fx);
+}
+
+static void test_indirect(void)
+{
+    Fixture fx;
+    fixture_setup(&fx, false);
+    uint64_t table = fx.data + 0x1000;
+    FakeBuf bufs[] = {
+        {fx.data, 16, false},
+        {fx.data + 0x100, 512, true},
+        {fx.data + 0x400, 1, true},
+    };
+    uint16_t head = fake_vq_add_indirect(&fx.f, table, bufs, 3);
+    VirtQueueElement *e = pop_ok(&fx);
+    g_assert_cmpuint(e->head, ==, head);
+    g_assert_cmpuint(e->out_num, ==, 1);
+    g_assert_cmpuint(e->in_num, ==, 2);
+    g_assert_cmpuint(e->in_len, ==, 513);
+    virtqueue_push(&fx.vq, e, 513);
+
+    /* §2.7.5.3.2: direct descriptors followed by one indirect descriptor. */
+    uint64_t table2 = fx.data + 0x2000;
+    fake_vq_write_table(&fx.f, table2, bufs + 1, 2);
+    fake_vq_set_desc(&fx.f, QSIZE - 2, fx.data, 16, VIRTQ_DESC_F_NEXT, QSIZE - 1);
+    fake_vq_set_desc(&fx.f, QSIZE - 1, table2, 32, VIRTQ_DESC_F_INDIRECT, 0);
+    fake_vq_publish(&fx.f, QSIZE - 2);
+    e = pop_ok(&fx);
+    g_assert_cmpuint(e->head, ==, QSIZE - 2);
+    g_assert_cmpuint(e->out_num, ==, 1);
+    g_assert_cmpuint(e->in_num, ==, 2);
+    virtqueue_element_free(e);
+    fixture_teardown(&fx);
+}
+
+static void push_one(Fixture *fx)
+{
+    FakeBuf b = {fx->data, 8, true};
+    fake_vq_add(&fx->f, &b, 1);
+    virtqueue_push(&fx->vq, pop_ok(fx), 8);
+    uint32_t id, len;
+    g_assert_true(fake_vq_pop_used(&fx->f, &id, &len));
+}
+
+static void test_event_idx(void)
+{
+    Fixture fx;
+    fixture_setup(&fx, true);
+    /* Flags are ignored with EVENT_IDX (§2.7.7.2). */
+    fake_vq_set_avail_flags(&fx.f, VIRTQ_AVAIL_F_NO_INTERRUPT);
+    push_one(&fx);
+    g_assert_true(virtqueue_should_notify(&fx.vq));  /* first one always */
+    g_assert_false(virtqueue_should_notify(&fx.vq)); /* nothing new */
+    /* The driver wants an interrupt once entry 4 is used (used idx goes 4 -> 5). */
+    fake_vq_set_used_event(&fx.f, 4);
+    push_one(&fx); /* idx 2 */
+    g_assert_false(virtqueue_should_notify(&fx.vq));
+    push_one(&fx); /* 3 */
+    push_one(&fx); /* 4 */
+    g_assert_false(virtqueue_should_notify(&fx.vq));
+    push_one(&fx); /* 5: crosses used_event */
+    g_assert_true(virtqueue_should_notify(&fx.vq));
+    /* used_event behind: several entries at once still interrupt only when crossed. */
+    fake_vq_set_used_event(&fx.f, 7);
+    push_one(&fx);
+    push_one(&fx);
+    push_one(&fx); /* 8 */
+    g_assert_true(virtqueue_should_notify(&fx.vq));
+    /* avail_event tells the driver where to kick next. */
+    virtqueue_set_notification(&fx.vq, true);
+    g_assert_cmpuint(fake_vq_avail_event(&fx.f), ==, fx.vq.last_avail_idx);
+    fixture_teardown(&fx);
+}
+
+static void test_no_interrupt(void)
+{
+    Fixture fx;
+    fixture_setup(&fx, false);
+    fake_vq_set_avail_flags(&fx.f, VIRTQ_AVAIL_F_NO_INTERRUPT);
+    push_one(&fx);
+    g_assert_false(virtqueue_should_notify(&fx.vq));
+    fake_vq_set_avail_flags(&fx.f, 0);
+    push_one(&fx);
+    g_assert_true(virtqueue_should_notify(&fx.vq));
+    g_assert_false(virtqueue_should_notify(&fx.vq));
+
+    virtqueue_set_notification(&fx.vq, false);
+    g_assert_cmpuint(fake_vq_used_flags(&fx.f), ==, VIRTQ_USED_F_NO_NOTIFY);
+    virtqueue_set_notification(&fx.vq, true);
+    g_assert_cmpuint(fake_vq_used_flags(&fx.f), ==, 0);
+    fixture_teardown(&fx);
+}
+
+static void test_start_errors(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GuestMem) mem = guest_mem_new(MEM_SIZE, MEM_SIZE, &err);
+    FakeVq f;
+    fake_vq_init(&f, mem, RING_BASE, QSIZE);
+    VirtQueue vq;
+    struct {
+        uint16_t size;
+        uint64_t desc, avail, used;
+        const char *msg;
+    } cases[] = {
+        {12, f.desc_gpa, f.avail_gpa, f.used_gpa, "power of two"},
+        {32, f.desc_gpa, f.avail_gpa, f.used_gpa, "power of two"}, /* > max_size */
+        {QSIZE, f.desc_gpa + 8, f.avail_gpa, f.used_gpa, "misaligned"},
+        {QSIZE, f.desc_gpa, f.avail_gpa + 1, f.used_gpa, "misaligned"},
+        {QSIZE, f.desc_gpa, f.avail_gpa, f.used_gpa + 2, "misaligned"},
+        {QSIZE, MEM_SIZE - 64, f.avail_gpa, f.used_gpa, "outside guest RAM"},
+        {QSIZE, f.desc_gpa, f.avail_gpa, MEM_SIZE - 8, "outside guest RAM"},
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        virtqueue_init(&vq, QSIZE);
+        vq.size = cases[i].size;
+        vq.desc_gpa = cases[i].desc;
+        vq.avail_gpa = cases[i].avail;
+        vq.used_gpa = cases[i].used;
+        g_assert_false(virtqueue_start(&vq, mem, false, &err));
+        g_assert_nonnull(err);
+        g_assert_nonnull(strstr(err->message, cases[i].msg));
+        g_clear_error(&err);
+        g_assert_false(vq.started);
+    }
+}
+
+/* ---- malformed rings: pop fails with a message, never crashes ---- */
+
+typedef struct {
+    const char *name;
+    void (*build)(Fixture *fx);
+    const char *msg;
+} BadCase;
+
+static void bad_avail_ahead(Fixture *fx)
+{
+    fake_vq_set_avail_idx(&fx->f, QSIZE + 1);
+}
+
+static void bad_head(Fixture *fx)
+{
+    fake_vq_publish(&fx->f, QSIZE);
+}
+
+static void bad_next(Fixture *fx)
+{
+    fake_vq_set_desc(&fx->f, 0, fx->data, 8, VIRTQ_DESC_F_NEXT, QSIZE + 3);
+    fake_vq_publish(&fx->f, 0);
+}
+
+static void bad_loop(Fixture *fx)
+{
+    fake_vq_set_desc(&fx->f, 0, fx->data, 8, VIRTQ_DESC_F_NEXT, 1);
+    fake_vq_set_desc(&fx->f, 1, fx->data, 8, VIRTQ_DESC_F_NEXT, 0);
+    fake_vq_publish(&fx->f, 0);
+}
+
+static void bad_outside_ram(Fixture *fx)
+{
+    fake_vq_set_desc(&fx->f, 0, MEM_SIZE + 0x1000, 8, 0, 0);
+    fake_vq_publish(&fx->f, 0);
+}
+
+static void bad_straddles_end(Fixture *fx)
+{
+    fake_vq_set_desc(&fx->f, 0, MEM_SIZE - 4, 8, 0, 0);
+    fake_vq_publish(&fx->f, 0);
+}
+
+static void bad_huge_len(Fixture *fx)
+{
+    fake_vq_set_desc(&fx->f, 0, fx->data, 0xffffffff, 0, 0);
+    fake_vq_publish(&fx->f, 0);
+}
+
+static void bad_read_after_write(Fixture *fx)
+{
+    fake_vq_set_desc(&fx->f, 0, fx->data, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+    fake_vq_set_desc(&fx->f, 1, fx->data, 8, 0, 0);
+    fake_vq_publish(&fx->f, 0);
+}
+
+static void bad_empty_chain(Fixture *fx)
+{
+    fake_vq_set_desc(&fx->f, 0, fx->data, 0, VIRTQ_DESC_F_NEXT, 1);
+    fake_vq_set_desc(&fx->f, 1, fx->data, 0, VIRTQ_DESC_F_WRITE, 0);
+    fake_vq_publish(&fx->f, 0);
+}
+
+static void indirect_with_len(Fixture *fx, uint32_t len, uint16_t flags)
+{
+    fake_vq_set_desc(&fx->f, 0, fx->data + 0x1000, len, VIRTQ_DESC_F_INDIRECT | flags, 1);
+    fake_vq_publish(&fx->f, 0);
+}
+
+static void bad_indirect_zero(Fixture *fx)
+{
+    indirect_with_len(fx, 0, 0);
+}
+
+static void bad_indirect_unaligned_len(Fixture *fx)
+{
+    indirect_with_len(fx, 24, 0);
+}
+
+static void bad_indirect_too_long(Fixture *fx)
+{
+    indirect_with_len(fx, 16 * (VIRTQ_MAX_SIZE + 1), 0);
+}
+
+static void bad_indirect_and_next(Fixture *fx)
+{
+    fake_vq_set_desc(&fx->f, 1, fx->data, 8, 0, 0);
+    indirect_with_len(fx, 16, VIRTQ_DESC_F_NEXT);
+}
+
+static void bad_indirect_outside_ram(Fixture *fx)
+{
+    fake_vq_set_desc(&fx->f, 0, MEM_SIZE - 16, 32, VIRTQ_DESC_F_INDIRECT, 0);
+    fake_vq_publish(&fx->f, 0);
+}
+
+static void bad_indirect_nested(Fixture *fx)
+{
+    FakeBuf b = {fx->data, 8, false};
+    uint16_t head = fake_vq_add_indirect(&fx->f, fx->data + 0x1000, &b, 1);
+    /* Rewrite the table's single entry as another indirect descriptor. */
+    uint16_t fl = GUINT16_TO_LE(VIRTQ_DESC_F_INDIRECT);
+    uint32_t len = GUINT32_TO_LE(16);
+    uint8_t *t = guest_mem_ptr(fx->mem, fx->data + 0x1000, 16);
+    memcpy(t + 8, &len, 4);
+    memcpy(t + 12, &fl, 2);
+    (void)head;
+}
+
+static void indirect_table(Fixture *fx, uint16_t next0, uint16_t next1)
+{
+    uint8_t *t = guest_mem_ptr(fx->mem, fx->data + 0x1000, 32);
+    for (unsigned i = 0; i < 2; i++) {
+        uint64_t a = GUINT64_TO_LE(fx->data);
+        uint32_t l = GUINT32_TO_LE(8);
+        uint16_t fl = GUINT16_TO_LE(VIRTQ_DESC_F_NEXT);
+        uint16_t nx = GUINT16_TO_LE(i ? next1 : next0);
+        memcpy(t + 16 * i, &a, 8);
+        memcpy(t + 16 * i + 8, &l, 4);
+        memcpy(t + 16 * i + 12, &fl, 2);
+        memcpy(t + 16 * i + 14, &nx, 2);
+    }
+    indirect_with_len(fx, 32, 0);
+}
+
+static void bad_indirect_loop(Fixture *fx)
+{
+    indirect_table(fx, 1, 0);
+}
+
+static void bad_indirect_next(Fixture *fx)
+{
+    indirect_table(fx, 1, 2);
+}
+
+static const BadCase bad_cases[] = {
+    {"avail-ahead", bad_avail_ahead, "ahead"},
+    {"head", bad_head, "head index"},
+    {"next", bad_next, "next index"},
+    {"loop", bad_loop, "loop"},
+    {"outside-ram", bad_outside_ram, "outside guest RAM"},
+    {"straddles-end", bad_straddles_end, "outside guest RAM"},
+    {"huge-len", bad_huge_len, "outside guest RAM"},
+    {"read-after-write", bad_read_after_write, "readable descriptor after a writable"},
+    {"empty", bad_empty_chain, "no data"},
+    {"indirect-zero", bad_indirect_zero, "multiple of 16"},
+    {"indirect-len", bad_indirect_unaligned_len, "multiple of 16"},
+    {"indirect-too-long", bad_indirect_too_long, "longer than"},
+    {"indirect-and-next", bad_indirect_and_next, "INDIRECT and NEXT"},
+    {"indirect-outside-ram", bad_indirect_outside_ram, "outside guest RAM"},
+    {"indirect-nested", bad_indirect_nested, "nested"},
+    {"indirect-loop", bad_indirect_loop, "loop"},
+    {"indirect-next", bad_indirect_next, "out of range"},
+};
+
+static void test_bad(gconstpointer data)
+{
+    const BadCase *c = data;
+    Fixture fx;
+    fixture_setup(&fx, false);
+    c->build(&fx);
+    g_autoptr(GError) err = NULL;
+    VirtQueueElement *e = NULL;
+    g_assert_cmpint(virtqueue_pop(&fx.vq, &e, &err), ==, -1);
+    g_assert_null(e);
+    g_assert_nonnull(err);
+    if (!strstr(err->message, c->msg)) {
+        g_error("'%s' does not mention '%s'", err->message, c->msg);
+    }
+    g_assert_cmpuint(fx.vq.inflight, ==, 0);
+    fixture_teardown(&fx);
+}
+
+static void test_iov(void)
+{
+    uint8_t a[3], b[5], out[8];
+    struct iovec iov[] = {{a, sizeof(a)}, {b, sizeof(b)}};
+    const uint8_t src[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    g_assert_cmpuint(iov_from_buf(iov, 2, 0, src, 8), ==, 8);
+    g_assert_cmpuint(a[2], ==, 3);
+    g_assert_cmpuint(b[0], ==, 4);
+    g_assert_cmpuint(iov_to_buf(iov, 2, 2, out, 8), ==, 6);
+    g_assert_cmpmem(out, 6, src + 2, 6);
+    g_assert_cmpuint(iov_to_buf(iov, 2, 9, out, 8), ==, 0);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/virtio/queue/empty", test_empty);
+    g_test_add_func("/virtio/queue/chain", test_chain);
+    g_test_add_func("/virtio/queue/wrap", test_wrap);
+    g_test_add_func("/virtio/queue/indirect", test_indirect);
+    g_test_add_func("/virtio/queue/event-idx", test_event_idx);
+    g_test_add_func("/virtio/queue/no-interrupt", test_no_interrupt);
+    g_test_add_func("/virtio/queue/start-errors", test_start_errors);
+    g_test_add_func("/virtio/queue/iov", test_iov);
+    for (unsigned i = 0; i < G_N_ELEMENTS(bad_cases); i++) {
+        g_autofree char *path = g_strdup_printf("/virtio/queue/bad/%s", bad_cases[i].name);
+        g_test_add_data_func(path, &bad_cases[i], test_bad);
+    }
+    return g_test_run();
+}
