@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(gcc libc6-dev binutils meson ninja-build pkg-config libglib2.0-dev python3)
+packages=(gcc libc6-dev binutils meson ninja-build pkg-config libglib2.0-dev python3
+    libaio-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
