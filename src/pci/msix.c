@@ -146,6 +146,9 @@ void msix_control_written(Msix *m)
 {
     uint16_t ctrl = pci_get_word(m->dev->config + m->cap + 2);
     g_mutex_lock(&m->lock);
+    if (m->enabled != !!(ctrl & MSIX_CTRL_ENABLE)) {
+        g_debug("%s: MSI-X %s", m->dev->name, m->enabled ? "disabled" : "enabled");
+    }
     m->enabled = ctrl & MSIX_CTRL_ENABLE;
     m->masked_all = ctrl & MSIX_CTRL_MASKALL;
     msix_deliver_pending_locked(m);

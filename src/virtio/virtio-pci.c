@@ -430,7 +430,7 @@ VirtioPci *virtio_pci_new(VirtioDevice *vdev, const VirtioPciHostOps *host, void
     vp->host_opaque = host_opaque;
     g_mutex_init(&vp->lock);
     g_mutex_init(&vp->isr_lock);
-    g_autofree char *name = g_strdup_printf("%s-pci", vdev->name);
+    g_autofree char *name = g_strdup_printf("%s-pci %s", vdev->name, vdev->id);
     /* Non-transitional: device id 0x1040 + type, revision 1, subsystem id >= 0x40 (§4.1.2.1). */
     PciDeviceInfo info = {.name = name,
                           .vendor_id = VIRTIO_PCI_VENDOR_ID,

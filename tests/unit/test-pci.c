@@ -4,55 +4,15 @@
 #include "mem/bus.h"
 #include "pci/msix.h"
 #include "pci/pci.h"
+#include "pci-fake.h"
 
 #include <string.h>
 #include <unistd.h>
 
-/* ---- a fake interrupt controller: records routes, reads the irqfds ---- */
-
-typedef struct {
-    int fds[MSIX_MAX_VECTORS];
-    unsigned n;
-    uint64_t addr[MSIX_MAX_VECTORS];
-    uint32_t data[MSIX_MAX_VECTORS];
-    unsigned gsi_level[32];
-} FakeIrq;
-
-static bool fake_add_vector(void *opaque, int fd, unsigned *route, GError **error)
-{
-    FakeIrq *f = opaque;
-    f->fds[f->n] = fd;
-    *route = f->n++;
-    return true;
-}
-
-static bool fake_set_route(void *opaque, unsigned route, uint64_t addr, uint32_t data,
-                           GError **error)
-{
-    FakeIrq *f = opaque;
-    f->addr[route] = addr;
-    f->data[route] = data;
-    return true;
-}
-
-static const MsiControllerOps fake_msi_ops = {.add_vector = fake_add_vector,
-                                              .set_route = fake_set_route};
-
-/* How many times vector v fired since the last call. */
+/* How many times vector v fired since the last call (no waiting: delivery is synchronous). */
 static uint64_t fired(FakeIrq *f, unsigned v)
 {
-    uint64_t n = 0;
-    if (read(f->fds[v], &n, sizeof(n)) != sizeof(n)) {
-        return 0;
-    }
-    return n;
-}
-
-static void fake_gsi(void *opaque, unsigned gsi, bool level)
-{
-    FakeIrq *f = opaque;
-    g_assert_cmpuint(gsi, <, 32);
-    f->gsi_level[gsi] = level;
+    return fake_msi_fired(f, v, 0);
 }
 
 /* ---- a device with a memory BAR that counts its accesses ---- */
@@ -90,26 +50,6 @@ static void tdev_init(TestDev *t)
     g_assert_true(pci_register_bar(&t->pci, 2, PCI_BAR_KIND_MEM64, 0x10000, &tdev_ops, t, NULL));
 }
 
-/* ---- config mechanism #1 through the port bus ---- */
-
-static uint32_t cfg_read(Bus *pio, unsigned devfn, unsigned reg, unsigned len)
-{
-    uint8_t buf[4];
-    bus_data_set(buf, 4, 0x80000000U | devfn << 8 | (reg & 0xfc));
-    bus_write(pio, PCI_CONFIG_ADDR_PORT, buf, 4);
-    bus_read(pio, PCI_CONFIG_DATA_PORT + (reg & 3), buf, len);
-    return (uint32_t)bus_data_get(buf, len);
-}
-
-static void cfg_write(Bus *pio, unsigned devfn, unsigned reg, uint32_t v, unsigned len)
-{
-    uint8_t buf[4];
-    bus_data_set(buf, 4, 0x80000000U | devfn << 8 | (reg & 0xfc));
-    bus_write(pio, PCI_CONFIG_ADDR_PORT, buf, 4);
-    bus_data_set(buf, len, v);
-    bus_write(pio, PCI_CONFIG_DATA_PORT + (reg & 3), buf, len);
-}
-
 typedef struct {
     Bus *pio, *mmio;
     PciHost *host;
@@ -141,11 +81,11 @@ static void fixture_teardown(Fixture *f, gconstpointer data)
 static void test_enumerate(Fixture *f, gconstpointer data)
 {
     /* The host bridge at 00.0, our device at 01.0, nothing else. */
-    g_assert_cmphex(cfg_read(f->pio, 0, PCI_REVISION_ID, 4) >> 8, ==, 0x060000);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, 0, 4), ==, 0x56781234);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, PCI_DEVICE_ID, 2), ==, 0x5678);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN + 1, 0, 4), ==, 0xffffffff); /* function 1 */
-    g_assert_cmphex(cfg_read(f->pio, 2 << 3, 0, 2), ==, 0xffff);
+    g_assert_cmphex(fake_cfg_read(f->pio, 0, PCI_REVISION_ID, 4) >> 8, ==, 0x060000);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, 0, 4), ==, 0x56781234);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, PCI_DEVICE_ID, 2), ==, 0x5678);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN + 1, 0, 4), ==, 0xffffffff); /* function 1 */
+    g_assert_cmphex(fake_cfg_read(f->pio, 2 << 3, 0, 2), ==, 0xffff);
     /* Without the enable bit, CONFIG_DATA is not a config cycle. */
     uint8_t buf[4];
     bus_data_set(buf, 4, DEV_DEVFN << 8);
@@ -158,45 +98,45 @@ static void test_enumerate(Fixture *f, gconstpointer data)
     bus_read(f->mmio, PCI_ECAM_BASE + (DEV_DEVFN << 12) + 0x100, buf, 4);
     g_assert_cmphex(bus_data_get(buf, 4), ==, 0);
     /* The interrupt line names the GSI the _PRT gives slot 1 INTA. */
-    g_assert_cmpuint(cfg_read(f->pio, DEV_DEVFN, PCI_INTERRUPT_LINE, 1), ==,
+    g_assert_cmpuint(fake_cfg_read(f->pio, DEV_DEVFN, PCI_INTERRUPT_LINE, 1), ==,
                      pci_host_intx_gsi(1, 0));
-    g_assert_cmpuint(cfg_read(f->pio, DEV_DEVFN, PCI_INTERRUPT_PIN, 1), ==, 1);
+    g_assert_cmpuint(fake_cfg_read(f->pio, DEV_DEVFN, PCI_INTERRUPT_PIN, 1), ==, 1);
 }
 
 static void test_bar_sizing(Fixture *f, gconstpointer data)
 {
     /* Firmware placed BAR 0 in the 32-bit window, aligned, and turned decoding on. */
-    uint32_t bar0 = cfg_read(f->pio, DEV_DEVFN, PCI_BAR0, 4);
+    uint32_t bar0 = fake_cfg_read(f->pio, DEV_DEVFN, PCI_BAR0, 4);
     g_assert_cmphex(bar0 & 0x3fff, ==, 0);
     g_assert_cmphex(bar0, >=, PCI_MMIO32_BASE);
-    g_assert_true(cfg_read(f->pio, DEV_DEVFN, PCI_COMMAND, 2) & PCI_COMMAND_MEMORY);
+    g_assert_true(fake_cfg_read(f->pio, DEV_DEVFN, PCI_COMMAND, 2) & PCI_COMMAND_MEMORY);
     uint8_t buf[4];
     g_assert_true(bus_read(f->mmio, bar0 + 0x10, buf, 4));
     g_assert_cmpuint(f->dev.reads, ==, 1);
     g_assert_cmphex(f->dev.last_offset, ==, 0x10);
 
     /* The sizing protocol, as Linux does it: decode off, write ones, read the mask back. */
-    cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, 0, 2);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, 0, 2);
     g_assert_false(bus_read(f->mmio, bar0 + 0x10, buf, 4)); /* no longer decoded */
-    cfg_write(f->pio, DEV_DEVFN, PCI_BAR0, 0xffffffff, 4);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, PCI_BAR0, 4), ==, 0xffffc000);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_BAR0, 0xffffffff, 4);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, PCI_BAR0, 4), ==, 0xffffc000);
     /* A 64-bit BAR: type bits 0b100, the upper half all writable. */
-    cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 8, 0xffffffff, 4);
-    cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 12, 0xffffffff, 4);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, PCI_BAR0 + 8, 4), ==, 0xffff0004);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, PCI_BAR0 + 12, 4), ==, 0xffffffff);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 8, 0xffffffff, 4);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 12, 0xffffffff, 4);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, PCI_BAR0 + 8, 4), ==, 0xffff0004);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, PCI_BAR0 + 12, 4), ==, 0xffffffff);
     /* Unimplemented BARs read as zero and stay so. */
-    cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 4, 0xffffffff, 4);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, PCI_BAR0 + 4, 4), ==, 0);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 4, 0xffffffff, 4);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, PCI_BAR0 + 4, 4), ==, 0);
     /* Read-only header fields ignore writes. */
-    cfg_write(f->pio, DEV_DEVFN, PCI_VENDOR_ID, 0, 4);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, 0, 4), ==, 0x56781234);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_VENDOR_ID, 0, 4);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, 0, 4), ==, 0x56781234);
 
     /* Relocation: a new address, decoding back on, accesses arrive at the new place. */
-    cfg_write(f->pio, DEV_DEVFN, PCI_BAR0, 0xd0000000, 4);
-    cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 8, 0xd0010000, 4);
-    cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 12, 0, 4);
-    cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_BAR0, 0xd0000000, 4);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 8, 0xd0010000, 4);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 12, 0, 4);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
     g_assert_false(bus_read(f->mmio, bar0 + 0x10, buf, 4));
     g_assert_true(bus_read(f->mmio, 0xd0000020, buf, 4));
     g_assert_cmphex(f->dev.last_offset, ==, 0x20);
@@ -204,12 +144,12 @@ static void test_bar_sizing(Fixture *f, gconstpointer data)
     g_assert_cmphex(f->dev.last_offset, ==, 0x8);
     g_assert_cmphex(pci_bar_addr(&f->dev.pci, 2), ==, 0xd0010000);
     /* A BAR moved over another range is left unmapped, not overlapping. */
-    cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 8, 0xd0000000, 4);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_BAR0 + 8, 0xd0000000, 4);
     g_assert_true(bus_read(f->mmio, 0xd0000020, buf, 4));
     g_assert_false(bus_read(f->mmio, 0xd0010008, buf, 4));
     /* Machine reset: firmware's addresses again. */
     pci_host_reset(f->host);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, PCI_BAR0, 4), ==, bar0);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, PCI_BAR0, 4), ==, bar0);
     g_assert_true(bus_read(f->mmio, bar0, buf, 4));
 }
 
@@ -220,17 +160,17 @@ static void test_capabilities(Fixture *f, gconstpointer data)
     uint8_t b = pci_add_capability(d, PCI_CAP_ID_VNDR, 20);
     Msix *m = msix_new(d, 3, 0, 0x1000, 0x2000, &fake_msi_ops, &f->irq, NULL);
     g_assert_nonnull(m);
-    g_assert_true(cfg_read(f->pio, DEV_DEVFN, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
+    g_assert_true(fake_cfg_read(f->pio, DEV_DEVFN, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
     /* Walk the list as a driver does: ids in order, each pointer dword aligned, then 0. */
     uint8_t want[] = {PCI_CAP_ID_VNDR, PCI_CAP_ID_VNDR, PCI_CAP_ID_MSIX};
-    uint8_t ptr = (uint8_t)cfg_read(f->pio, DEV_DEVFN, PCI_CAPABILITY_LIST, 1);
+    uint8_t ptr = (uint8_t)fake_cfg_read(f->pio, DEV_DEVFN, PCI_CAPABILITY_LIST, 1);
     unsigned n = 0;
     while (ptr) {
         g_assert_cmpuint(n, <, G_N_ELEMENTS(want));
         g_assert_cmpuint(ptr & 3, ==, 0);
         g_assert_cmpuint(ptr, >=, 0x40);
-        g_assert_cmpuint(cfg_read(f->pio, DEV_DEVFN, ptr, 1), ==, want[n]);
-        ptr = (uint8_t)cfg_read(f->pio, DEV_DEVFN, ptr + 1, 1);
+        g_assert_cmpuint(fake_cfg_read(f->pio, DEV_DEVFN, ptr, 1), ==, want[n]);
+        ptr = (uint8_t)fake_cfg_read(f->pio, DEV_DEVFN, ptr + 1, 1);
         n++;
     }
     g_assert_cmpuint(n, ==, 3);
@@ -238,9 +178,9 @@ static void test_capabilities(Fixture *f, gconstpointer data)
     g_assert_cmpuint(b, <, msix_cap_offset(m));
     /* MSI-X message control: table size N-1, table and PBA in BAR 0. */
     uint8_t c = msix_cap_offset(m);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, c + 2, 2), ==, 2);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, c + 4, 4), ==, 0x1000);
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, c + 8, 4), ==, 0x2000);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, c + 2, 2), ==, 2);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, c + 4, 4), ==, 0x1000);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, c + 8, 4), ==, 0x2000);
     /* Capabilities do not overflow the 256-byte space. */
     while (pci_add_capability(d, PCI_CAP_ID_VNDR, 16)) {
     }
@@ -273,7 +213,7 @@ static void test_msix_masking(Fixture *f, gconstpointer data)
     g_assert_cmphex(pba(m), ==, 0);
 
     /* Enabled with every vector masked, as at power-on: the notification is pending. */
-    cfg_write(f->pio, DEV_DEVFN, c + 2, 0x8000, 2);
+    fake_cfg_write(f->pio, DEV_DEVFN, c + 2, 0x8000, 2);
     g_assert_true(msix_enabled(m));
     msix_notify(m, 1);
     g_assert_cmpuint(fired(&f->irq, 1), ==, 0);
@@ -298,15 +238,15 @@ static void test_msix_masking(Fixture *f, gconstpointer data)
     g_assert_cmpuint(fired(&f->irq, 1), ==, 1);
 
     /* Function mask holds everything back until cleared. */
-    cfg_write(f->pio, DEV_DEVFN, c + 2, 0xc000, 2);
+    fake_cfg_write(f->pio, DEV_DEVFN, c + 2, 0xc000, 2);
     msix_notify(m, 1);
     g_assert_cmpuint(fired(&f->irq, 1), ==, 0);
     g_assert_cmphex(pba(m), ==, 0x2);
-    cfg_write(f->pio, DEV_DEVFN, c + 2, 0x8000, 2);
+    fake_cfg_write(f->pio, DEV_DEVFN, c + 2, 0x8000, 2);
     g_assert_cmpuint(fired(&f->irq, 1), ==, 1);
     g_assert_cmphex(pba(m), ==, 0);
     /* The table size field is read-only. */
-    g_assert_cmphex(cfg_read(f->pio, DEV_DEVFN, c + 2, 2), ==, 0x8003);
+    g_assert_cmphex(fake_cfg_read(f->pio, DEV_DEVFN, c + 2, 2), ==, 0x8003);
 
     /* Out-of-range vectors and misaligned table accesses are ignored. */
     msix_notify(m, 4);
@@ -328,12 +268,12 @@ static void test_intx(Fixture *f, gconstpointer data)
     unsigned gsi = pci_host_intx_gsi(1, 0);
     pci_set_intx(&f->dev.pci, true);
     g_assert_cmpuint(f->irq.gsi_level[gsi], ==, 1);
-    g_assert_true(cfg_read(f->pio, DEV_DEVFN, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+    g_assert_true(fake_cfg_read(f->pio, DEV_DEVFN, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
     /* INTX_DISABLE masks the line without forgetting the device's level. */
-    cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_INTX_DISABLE, 2);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_INTX_DISABLE, 2);
     g_assert_cmpuint(f->irq.gsi_level[gsi], ==, 0);
-    g_assert_true(cfg_read(f->pio, DEV_DEVFN, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
-    cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+    g_assert_true(fake_cfg_read(f->pio, DEV_DEVFN, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
     g_assert_cmpuint(f->irq.gsi_level[gsi], ==, 1);
 
     /* A second device whose INTA shares the GSI (slot 9): the line is the OR of both. */
