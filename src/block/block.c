@@ -37,7 +37,7 @@ typedef struct BlockRequest {
     struct iovec *iov; /* what remains: into iov_storage, or the bounce buffer */
     unsigned niov;
     void *bounce;
-    /* For a bounced read: where the data goes on completion. */
+    /* For a bounced read: where the data goes on completion (in iov_storage). */
     const struct iovec *orig_iov;
     unsigned orig_niov;
     BlockCompletionFunc *cb;
@@ -451,7 +451,8 @@ static bool iov_is_aligned(const struct iovec *iov, unsigned n)
 static void block_rw(BlockBackend *bb, BlockOp op, uint64_t offset, const struct iovec *iov,
                      unsigned n, BlockCompletionFunc *cb, void *opaque)
 {
-    BlockRequest *r = g_malloc0(sizeof(*r) + n * sizeof(struct iovec));
+    /* Room for the caller's iovecs plus, when bouncing, the bounce buffer's. */
+    BlockRequest *r = g_malloc0(sizeof(*r) + (n + 1) * sizeof(struct iovec));
     r->bb = bb;
     r->op = op;
     r->offset = offset;
@@ -476,7 +477,8 @@ static void block_rw(BlockBackend *bb, BlockOp op, uint64_t offset, const struct
         if (op == BLOCK_OP_WRITE) {
             iov_to_buf(iov, n, 0, r->bounce, total);
         }
-        r->orig_iov = iov;
+        memcpy(r->iov_storage + 1, iov, n * sizeof(struct iovec));
+        r->orig_iov = r->iov_storage + 1;
         r->orig_niov = n;
         r->iov_storage[0] = (struct iovec){.iov_base = r->bounce, .iov_len = total};
         r->niov = 1;
