@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(gcc libc6-dev binutils meson ninja-build pkg-config libglib2.0-dev python3
+# e2fsprogs: mkfs.ext2 -d makes the ext2 image of the linux-blk boot test.
+packages=(gcc libc6-dev binutils meson ninja-build pkg-config libglib2.0-dev python3 e2fsprogs
     libaio-dev)
 missing=()
 for p in "${packages[@]}"; do
