@@ -323,24 +323,31 @@ static bool vp_cfg_window(VirtioPci *vp, uint64_t *off, unsigned *len)
            (*off & (*len - 1)) == 0 && *off + *len <= VP_BAR_AREAS_SIZE;
 }
 
-static void vp_cfg_hook_read(void *opaque, uint32_t offset, unsigned len)
+/* An access to pci_cfg_data (after the 16-byte header) turns into the BAR access it names. */
+static void vp_cfg_hook(VirtioPci *vp, uint32_t offset, unsigned len, bool write)
 {
-    VirtioPci *vp = opaque;
     uint64_t off;
     unsigned n;
-    if (offset + len > (uint32_t)vp->pci_cfg_cap + VIRTIO_PCI_CAP_LEN && vp_cfg_window(vp, &off, &n)) {
-        vp_bar_read(vp, off, vp->pci.config + vp->pci_cfg_cap + VIRTIO_PCI_CAP_LEN, n);
+    if (offset + len <= (uint32_t)vp->pci_cfg_cap + VIRTIO_PCI_CAP_LEN ||
+        !vp_cfg_window(vp, &off, &n)) {
+        return;
     }
+    uint8_t *data = vp->pci.config + vp->pci_cfg_cap + VIRTIO_PCI_CAP_LEN;
+    if (write) {
+        vp_bar_write(vp, off, data, n);
+    } else {
+        vp_bar_read(vp, off, data, n);
+    }
+}
+
+static void vp_cfg_hook_read(void *opaque, uint32_t offset, unsigned len)
+{
+    vp_cfg_hook(opaque, offset, len, false);
 }
 
 static void vp_cfg_hook_write(void *opaque, uint32_t offset, unsigned len)
 {
-    VirtioPci *vp = opaque;
-    uint64_t off;
-    unsigned n;
-    if (offset + len > (uint32_t)vp->pci_cfg_cap + VIRTIO_PCI_CAP_LEN && vp_cfg_window(vp, &off, &n)) {
-        vp_bar_write(vp, off, vp->pci.config + vp->pci_cfg_cap + VIRTIO_PCI_CAP_LEN, n);
-    }
+    vp_cfg_hook(opaque, offset, len, true);
 }
 
 /* ---- notifications: ioeventfds follow BAR 0 ---- */
