@@ -6,12 +6,20 @@ Each case boots one guest: either a tiny PVH guest built with the tests (a few
 instructions, milliseconds) or the Linux test kernel with its built-in
 selftest (tests/guest/), which prints TAP lines and reports its verdict
 through isa-debug-exit: 0x10 -> exit 33 (pass), 0x11 -> exit 35 (fail).
+Disk cases make their images in a temporary directory first, may SIGKILL the
+VMM when a console line appears, and check the images after the VMM exited.
 
 Exit status follows meson's conventions: 0 pass, 1 fail, 77 skip.
 """
 import argparse
+import hashlib
 import os
+import random
 import re
+import select
+import shutil
+import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -28,9 +36,161 @@ TINY_TIMEOUT = 30
 
 
 def case(kernel, args=(), append="", status=0, expect=(), reject=(), timeout=None,
-         serial="stdio"):
+         serial="stdio", setup=None, kill_on=None):
+    """One boot. setup(tmpdir) -> Setup: images made before the boot, the qlite
+    arguments and kernel parameters naming them, and a post-check run after
+    the VMM exited. kill_on: a console regex; when it appears the VMM gets
+    SIGKILL (expect status=KILLED then)."""
+    assert kill_on is None or serial == "stdio"
     return dict(kernel=kernel, args=list(args), append=append, status=status,
-                expect=list(expect), reject=list(reject), timeout=timeout, serial=serial)
+                expect=list(expect), reject=list(reject), timeout=timeout, serial=serial,
+                setup=setup, kill_on=kill_on)
+
+
+class Setup:
+    def __init__(self, args=(), append="", post=None):
+        self.args = list(args)
+        self.append = append
+        self.post = post  # () -> list of failure messages
+
+
+KILLED = -signal.SIGKILL  # what Popen reports for a VMM we SIGKILLed
+
+
+# ---- Disk images -------------------------------------------------------------
+# The selftest's disk pattern (tests/guest/selftest/qlite_selftest.c): with seed
+# S, 512-byte sector s holds 64 little-endian u64 words w[i] = h + i*G (mod 2^64)
+# with h = mix(S ^ (s*G)), G = 0x9e3779b97f4a7c15, mix = SplitMix64's finalizer.
+MASK64 = (1 << 64) - 1
+PATTERN_G = 0x9E3779B97F4A7C15
+SECTOR = 512
+_SECTOR_WORDS = struct.Struct("<64Q")
+_STEPS = [i * PATTERN_G & MASK64 for i in range(64)]
+
+
+def _mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def disk_pattern(seed, size):
+    """The bytes the selftest writes over a disk of size bytes with this seed."""
+    assert size % SECTOR == 0
+    out = bytearray()
+    for s in range(size // SECTOR):
+        h = _mix64(seed ^ (s * PATTERN_G & MASK64))
+        out += _SECTOR_WORDS.pack(*[(h + st) & MASK64 for st in _STEPS])
+    return bytes(out)
+
+
+def fnv1a64(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & MASK64
+    return h
+
+
+def write_file(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def check_pattern(path, seed, size):
+    """Failure messages if the image at path is not exactly the pattern."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) != size:
+        return [f"{os.path.basename(path)}: {len(data)} bytes, expected {size}"]
+    want = disk_pattern(seed, size)
+    if data == want:
+        return []
+    bad = [s for s in range(size // SECTOR)
+           if data[s * SECTOR:(s + 1) * SECTOR] != want[s * SECTOR:(s + 1) * SECTOR]]
+    zero = sum(1 for s in bad if data[s * SECTOR:(s + 1) * SECTOR] == bytes(SECTOR))
+    return [f"{os.path.basename(path)}: {len(bad)} of {size // SECTOR} sectors lack the "
+            f"pattern of seed {seed} (first: sector {bad[0]}; {zero} of them all zero)"]
+
+
+def check_unchanged(path, sha256):
+    now = file_sha256(path)
+    return [] if now == sha256 else [f"{os.path.basename(path)} changed (sha256 {now})"]
+
+
+def make_ext2(path, files, size_kib):
+    """An ext2 image of size_kib KiB holding files {name: bytes} in its root."""
+    mkfs = shutil.which("mkfs.ext2") or "/usr/sbin/mkfs.ext2"
+    if not os.path.exists(mkfs):
+        raise RuntimeError("mkfs.ext2 is missing (apt-get install e2fsprogs)")
+    root = path + ".d"
+    os.mkdir(root)
+    for name, data in files.items():
+        write_file(os.path.join(root, name), data)
+    subprocess.run([mkfs, "-q", "-F", "-b", "1024", "-d", root, path, str(size_kib)],
+                   check=True, capture_output=True)
+
+
+def drive(path, extra=""):
+    return ["-drive", f"file={path},format=raw,if=virtio" + extra]
+
+
+BLK_MIB = 2  # every sector the guest writes or compares is emulated work here
+HELLO = "hello-from-qlite-host"
+
+
+def setup_blk(tmp):
+    """vda: empty disk, the guest benchmarks it, then writes the pattern over it;
+    vdb: ext2 image with two files, mounted read-only; vdc: read-only disk with
+    a known pattern that the guest must fail to change."""
+    seed, ro_seed = random.randint(1, 2**32 - 1), 0x2545
+    vda, vdb, vdc = (os.path.join(tmp, n + ".img") for n in ("vda", "vdb", "vdc"))
+    size = BLK_MIB << 20
+    write_file(vda, bytes(size))
+    data = disk_pattern(7, 64 << 10) + b"tail of a partial block"
+    make_ext2(vdb, {"hello.txt": HELLO.encode() + b"\n", "data.bin": data}, 1024)
+    ro_size = 1 << 20
+    write_file(vdc, disk_pattern(ro_seed, ro_size))
+    sums = {p: file_sha256(p) for p in (vdb, vdc)}
+    print(f"# blk_seed={seed}")
+
+    def post():
+        return (check_pattern(vda, seed, size) + check_unchanged(vdb, sums[vdb]) +
+                check_unchanged(vdc, sums[vdc]))
+
+    return Setup(args=drive(vda) + drive(vdb) + drive(vdc, ",readonly=on"),
+                 append=(f"qlite_selftest.checks=blk_bench,blk,ext2,blk_ro "
+                         f"qlite_selftest.blk_seed={seed} "
+                         f"qlite_selftest.ext2_file=/hello.txt "
+                         f"qlite_selftest.ext2_expect={HELLO} "
+                         f"qlite_selftest.ext2_hash_file=/data.bin "
+                         f"qlite_selftest.ext2_hash={fnv1a64(data):016x} "
+                         f"qlite_selftest.blk_ro_seed={ro_seed}"),
+                 post=post)
+
+
+DURABLE_SERIAL = "qlite-durable-1"
+
+
+def setup_blk_durable(tmp):
+    """One disk in the long -drive/-device form with a serial; the guest writes
+    the pattern, flushes, says so and waits to be killed: the image must then
+    hold every sector written before the flush."""
+    seed = random.randint(1, 2**32 - 1)
+    img = os.path.join(tmp, "d0.img")
+    size = BLK_MIB << 20
+    write_file(img, bytes(size))
+    print(f"# blk_seed={seed}")
+    return Setup(args=["-drive", f"file={img},format=raw,if=none,id=d0",
+                       "-device", f"virtio-blk-pci,drive=d0,serial={DURABLE_SERIAL}"],
+                 append=(f"qlite_selftest.checks=blk_serial,blk "
+                         f"qlite_selftest.blk_serial={DURABLE_SERIAL} "
+                         f"qlite_selftest.blk_seed={seed} qlite_selftest.blk_hold=300"),
+                 post=lambda: check_pattern(img, seed, size))
 
 
 SELFTEST = "qlite_selftest.run=1"
@@ -74,6 +234,27 @@ CASES = {
                             "qlite_selftest.reboot=1",
                             status=0, expect=[r"qlite-selftest: rebooting"],
                             reject=[r"qlite-selftest: PASS", r"qlite-selftest: FAIL"]),
+    # virtio-blk (PCI, MSI-X): one boot for read/write, ext2, read-only and the
+    # in-guest benchmark; one for durability (SIGKILL right after the flush).
+    "linux-blk": case("vmlinux", DEBUG_EXIT, append=SELFTEST,
+                      setup=setup_blk, status=PASS_STATUS,
+                      expect=[TAP_OK + r"blk_bench vda", TAP_OK + r"blk vda: wrote",
+                              r"qlite-selftest: blk flushed", TAP_OK + r"blk vda: read back",
+                              TAP_OK + r"ext2 vdb: /hello\.txt holds",
+                              TAP_OK + r"ext2 vdb: /data\.bin: .*fnv1a64",
+                              TAP_OK + r"ext2 vdb: unmounted",
+                              TAP_OK + r"blk_ro vdc: disk is marked read-only",
+                              TAP_OK + r"blk_ro vdc: write refused",
+                              TAP_OK + r"blk_ro vdc: first \d+ sectors unchanged",
+                              TAP_OK + r"blk_ro vdc: still holds the pattern",
+                              r"qlite-selftest: PASS"],
+                      reject=[r"not ok"], timeout=700),
+    "linux-blk-durable": case("vmlinux", DEBUG_EXIT, append=SELFTEST,
+                              setup=setup_blk_durable, status=KILLED,
+                              kill_on=r"qlite-selftest: blk flushed",
+                              expect=[TAP_OK + r"blk_serial vda: '" + DURABLE_SERIAL + "'",
+                                      TAP_OK + r"blk vda: wrote"],
+                              reject=[r"not ok", r"hold of \d+ s over"], timeout=700),
     "linux-bzimage": case("bzImage", DEBUG_EXIT,
                           append=SELFTEST + " qlite_selftest.checks=cpus,rtc",
                           status=PASS_STATUS,
@@ -127,7 +308,61 @@ def main():
 
     os.makedirs(a.log_dir, exist_ok=True)
     log_path = os.path.join(a.log_dir, a.case + ".console")
+    with tempfile.TemporaryDirectory(prefix="qlite-" + a.case + "-") as tmp:
+        setup = None
+        if c["setup"]:
+            try:
+                setup = c["setup"](tmp)
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+                print(f"FAIL {a.case}: setup: {e}")
+                return 1
+        return boot(a, c, kernel, append, timeout, log_path, setup)
+
+
+def run_vmm(cmd, timeout, kill_on):
+    """Runs the VMM, its stdout collected (and watched for kill_on).
+    Returns (status or None on timeout, stdout, stderr, seconds until kill_on)."""
+    start = time.monotonic()
+    out = bytearray()
+    killed = None
+    pat = re.compile(kill_on.encode()) if kill_on else None
+    searched = 0
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=err)
+        fd = p.stdout.fileno()
+        timed_out = False
+        while True:
+            left = start + timeout - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                p.kill()
+                break
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out += chunk
+            if pat and killed is None:
+                if pat.search(out, searched):
+                    killed = time.monotonic() - start
+                    p.send_signal(signal.SIGKILL)
+                # a match may straddle two reads: search again from a line start
+                searched = max(out.rfind(b"\n", 0, len(out)) + 1, 0)
+        p.stdout.close()
+        status = p.wait()
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    return (None if timed_out else status), out.decode(errors="replace"), stderr, killed
+
+
+def boot(a, c, kernel, append, timeout, log_path, setup):
     cmd = [a.qlite, "-kernel", kernel, "-m", "256", "-display", "none"] + c["args"]
+    if setup:
+        cmd += setup.args
+        append = " ".join(p for p in [append, setup.append] if p)
     if append:
         cmd += ["-append", append]
     if c["serial"] == "file":
@@ -137,15 +372,7 @@ def main():
     print("#", " ".join(cmd), flush=True)
 
     start = time.monotonic()
-    with tempfile.TemporaryFile() as out:
-        try:
-            p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                               stderr=subprocess.PIPE, timeout=timeout)
-            status, stderr = p.returncode, p.stderr.decode(errors="replace")
-        except subprocess.TimeoutExpired as e:
-            status, stderr = None, (e.stderr or b"").decode(errors="replace")
-        out.seek(0)
-        stdout = out.read().decode(errors="replace")
+    status, stdout, stderr, killed = run_vmm(cmd, timeout, c["kill_on"])
     elapsed = time.monotonic() - start
     if c["serial"] == "stdio":
         with open(log_path, "w") as f:
@@ -156,11 +383,18 @@ def main():
     print(f"# console: {log_path} ({len(console)} bytes), {elapsed:.1f} s")
     if stderr.strip():
         print("# qlite stderr:\n" + "\n".join("#   " + l for l in stderr.splitlines()))
+    for line in console.splitlines():
+        if "# blk-bench" in line:  # measurements: shown, never judged
+            print("#", line[line.index("# blk-bench") + 2:].rstrip())
     failures = []
     if status is None:
         failures.append(f"timed out after {timeout} s")
     elif status != c["status"]:
         failures.append(f"exit status {status}, expected {c['status']}")
+    if killed is not None:
+        print(f"# killed the VMM on /{c['kill_on']}/ after {killed:.1f} s")
+    if status is not None and setup and setup.post:
+        failures += setup.post()
     for pat in c["expect"]:
         if not re.search(pat, console):
             failures.append(f"console lacks /{pat}/")
