@@ -193,6 +193,21 @@ def setup_blk_durable(tmp):
                  post=lambda: check_pattern(img, seed, size))
 
 
+def setup_blk_reboot(tmp):
+    """The guest reboots once (PCI, MSI-X and the device go back to power-on
+    state), then writes the pattern; pci=nomsi makes Linux use INTx, so the
+    legacy interrupt path and the ISR are exercised too."""
+    seed = random.randint(1, 2**32 - 1)
+    img = os.path.join(tmp, "r0.img")
+    size = BLK_MIB << 20
+    write_file(img, bytes(size))
+    print(f"# blk_seed={seed}")
+    return Setup(args=drive(img),
+                 append=(f"pci=nomsi qlite_selftest.checks=blk qlite_selftest.reboot=1 "
+                         f"qlite_selftest.blk_seed={seed}"),
+                 post=lambda: check_pattern(img, seed, size))
+
+
 SELFTEST = "qlite_selftest.run=1"
 TAP_OK = r"ok \d+ - "
 
@@ -255,6 +270,13 @@ CASES = {
                               expect=[TAP_OK + r"blk_serial vda: '" + DURABLE_SERIAL + "'",
                                       TAP_OK + r"blk vda: wrote"],
                               reject=[r"not ok", r"hold of \d+ s over"], timeout=700),
+    "linux-blk-reboot": case("vmlinux", DEBUG_EXIT, append=SELFTEST,
+                             setup=setup_blk_reboot, status=PASS_STATUS,
+                             expect=[r"qlite-selftest: rebooting", TAP_OK + r"came back after reboot",
+                                     r"virtio_blk virtio0: \[vda\][^\n]*\n(.|\n)*"
+                                     r"virtio_blk virtio0: \[vda\]",
+                                     TAP_OK + r"blk vda: read back", r"qlite-selftest: PASS"],
+                             reject=[r"not ok"], timeout=700),
     "linux-bzimage": case("bzImage", DEBUG_EXIT,
                           append=SELFTEST + " qlite_selftest.checks=cpus,rtc",
                           status=PASS_STATUS,
