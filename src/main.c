@@ -11,6 +11,8 @@ int main(int argc, char **argv)
     CmdlineAction action;
     g_autoptr(GError) err = NULL;
 
+    /* stdout may be the guest's serial console: every log message goes to stderr. */
+    g_log_writer_default_set_use_stderr(TRUE);
     if (!cmdline_parse(argc, argv, &cfg, &action, &err)) {
         fprintf(stderr, "qlite: %s\n", err->message);
         machine_config_clear(&cfg);
