@@ -1,6 +1,7 @@
 #!/bin/bash
 # The test command: installs what is missing, builds qlite with warnings as
-# errors, builds the test kernel, runs the unit and boot tests.
+# errors, builds the test kernel, runs the unit and boot tests and the
+# benchmark harness's smoke test.
 # Usage: scripts/test.sh [extra meson test arguments, e.g. --suite unit]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,7 +19,7 @@ status=0
 if [ $# -gt 0 ]; then
     meson test -C "$builddir" --print-errorlogs "$@" || status=$?
 else
-    meson test -C "$builddir" --print-errorlogs --suite unit --suite boot || status=$?
+    meson test -C "$builddir" --print-errorlogs --suite unit --suite boot --suite bench || status=$?
 fi
 
 # One closing line any CI reader understands.
