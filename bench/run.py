@@ -260,7 +260,7 @@ def start_latency(vmm, qlite, kdir, append, disk):
     return ms(run.first_kvm_run)
 
 
-def boot_once(vmm, qlite, kdir, append, tmp):
+def boot_once(vmm, qlite, kdir, append, tmp, log_path):
     disk = os.path.join(tmp, f"{vmm}.img")
     with open(disk, "wb") as f:
         f.truncate(DISK_MIB << 20)
@@ -268,6 +268,8 @@ def boot_once(vmm, qlite, kdir, append, tmp):
     run = launch(vmm, qlite, kdir, append, disk, trace=False)
     status = run.wait(BOOT_TIMEOUT)
     os.unlink(disk)
+    with open(log_path, "w") as f:
+        f.write("\n".join(run.console) + "\n")
     if status != PASS_STATUS:
         tail = "\n".join(run.console[-15:] + run.stderr_lines[-5:])
         raise RuntimeError(f"{vmm}: exit status {status}, expected {PASS_STATUS}:\n{tail}")
@@ -438,13 +440,15 @@ def main():
                                   "qlite_selftest.checks=exits,blk_bench",
                                   "qlite_selftest.bench_disk=vda"] if p)
     samples = {v: [] for v in vmms}
+    os.makedirs(os.path.join(a.out, "logs"), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qlite-bench-") as tmp:
         for i in range(a.runs):
             # Rotate the order every run: no VMM always runs first or last.
             order = vmms[i % len(vmms):] + vmms[:i % len(vmms)]
             for v in order:
                 log(f"run {i + 1}/{a.runs}: {VMMS[v]['label']}")
-                samples[v].append(boot_once(v, qlite, kdir, append, tmp))
+                log_path = os.path.join(a.out, "logs", f"{v}-{i + 1}.console")
+                samples[v].append(boot_once(v, qlite, kdir, append, tmp, log_path))
     if "qlite" in vmms:
         model_bin = bdir or os.path.dirname(os.path.abspath(qlite))
         if os.path.exists(os.path.join(model_bin, "bench", "blk-model")):
@@ -452,7 +456,6 @@ def main():
     table = summarize(samples, vmms)
     md = markdown(table, vmms, a.runs)
     print(md)
-    os.makedirs(a.out, exist_ok=True)
     write_csv(os.path.join(a.out, "latest.csv"), table, vmms)
     chart = write_chart(os.path.join(a.out, "latest.png"), table, vmms)
     log(f"wrote {os.path.join(a.out, 'latest.csv')}" + (" and latest.png" if chart else ""))
