@@ -95,6 +95,14 @@ module_param_named(bench_ms, param_bench_ms, uint, 0444);
 static uint param_io_timeout = 60;	/* seconds one batch of I/O may take */
 module_param_named(io_timeout, param_io_timeout, uint, 0444);
 
+/* exits: VM-exit cost (see check_exits()). */
+static uint param_exit_count = 10000;	/* exits timed per kind */
+module_param_named(exit_count, param_exit_count, uint, 0444);
+static uint param_exit_port = 0x1f0;	/* an I/O port no device claims */
+module_param_named(exit_port, param_exit_port, uint, 0444);
+static ulong param_exit_mmio = 0xdff00000;	/* a physical address nothing claims */
+module_param_named(exit_mmio, param_exit_mmio, ulong, 0444);
+
 /* QEMU/qlite isa-debug-exit: the VMM exits with status (value << 1) | 1. */
 #define DEBUG_EXIT_PORT		0xf4
 #define DEBUG_EXIT_PASS		0x10	/* exit status 33 */
@@ -738,8 +746,10 @@ static int bench_run(struct block_device *bdev, blk_opf_t op, bool random,
 
 /*
  * blk_bench: sequential and random 4 KiB reads and writes on bench_disk at
- * queue depth 1 and bench_qd, printed as "# blk-bench ..." lines. It
- * overwrites the disk (with zeros), so list it before blk on the same disk.
+ * queue depth 1 and bench_qd, printed as "# blk-bench ..." lines. Its
+ * writes overwrite blocks of the disk with whatever its buffers hold (zeros
+ * at first, then data read back from the disk), so the disk's content is
+ * garbage afterwards: list it before blk on the same disk.
  * Fails only on I/O errors and timeouts, never on speed.
  */
 static void check_blk_bench(void)
@@ -798,6 +808,110 @@ out:
 	if (bufs && !leak)
 		free_pages((unsigned long)bufs, order);
 	blkdev_put(bdev, FMODE_READ | FMODE_WRITE);
+}
+
+/* ---- exits: VM-exit cost ------------------------------------------- */
+
+/*
+ * Exits are timed in batches of this many with interrupts off: a timer tick
+ * or a console interrupt in the middle would be counted as exit cost (and
+ * where guest ring 0 is emulated one tick costs as much as dozens of exits).
+ * Interrupts are taken between batches, so the tick and the console go on,
+ * and on a real host a batch lasts only a few milliseconds. With interrupts
+ * off we also stay on one CPU, so the clock reads are comparable.
+ */
+#define EXIT_BATCH	256
+
+/*
+ * ns for count exits: outb(0, port) when addr is NULL, else readl(addr)
+ * (the last value read goes to *value). One loop per kind, no call per exit.
+ */
+static u64 time_exits(uint count, u16 port, void __iomem *addr, u32 *value)
+{
+	unsigned long flags;
+	u64 total = 0, t0;
+	uint done = 0, n, i;
+	u32 v = 0;
+
+	/* Warm up, untimed: the VMM may log the first access or set it up. */
+	if (addr)
+		v = readl(addr);
+	else
+		outb(0, port);
+	while (done < count) {
+		n = min_t(uint, count - done, EXIT_BATCH);
+		local_irq_save(flags);
+		t0 = ktime_get_ns();
+		if (addr) {
+			for (i = 0; i < n; i++)
+				v = readl(addr);
+		} else {
+			for (i = 0; i < n; i++)
+				outb(0, port);
+		}
+		total += ktime_get_ns() - t0;
+		local_irq_restore(flags);
+		done += n;
+		cond_resched();
+	}
+	if (value)
+		*value = v;
+	return total;
+}
+
+static void print_exit_cost(const char *kind, uint count, u64 ns)
+{
+	pr_info("# exit-cost %s: %u exits in %llu ns, %llu ns/exit\n",
+		kind, count, ns, div_u64(ns + count / 2, count));
+}
+
+/*
+ * exits: exit_count byte writes (outb) to exit_port and exit_count 32-bit
+ * reads (readl) of exit_mmio, both unclaimed, so every access is a full exit
+ * to the VMM, which finds no device and resumes the guest. Prints the time
+ * per exit; fails only on bad parameters, a failed ioremap or a clock that
+ * did not advance.
+ */
+static void check_exits(void)
+{
+	void __iomem *addr;
+	u32 value = 0;
+	u64 pio_ns, mmio_ns;
+	uint count = param_exit_count;
+
+	if (!count || param_exit_port > 0xffff) {
+		report(false, "exits: bad parameters (exit_count %u, exit_port 0x%x)",
+		       count, param_exit_port);
+		return;
+	}
+	if (param_exit_port == DEBUG_EXIT_PORT) {
+		report(false, "exits: exit_port 0x%x is the verdict port", param_exit_port);
+		return;
+	}
+	if (param_exit_mmio & 3) {
+		report(false, "exits: exit_mmio 0x%lx is not 4-byte aligned", param_exit_mmio);
+		return;
+	}
+	addr = ioremap(param_exit_mmio, 4);
+	if (!addr) {
+		report(false, "exits: cannot ioremap 0x%lx", param_exit_mmio);
+		return;
+	}
+
+	pio_ns = time_exits(count, param_exit_port, NULL, NULL);
+	mmio_ns = time_exits(count, 0, addr, &value);
+	iounmap(addr);
+
+	print_exit_cost("pio-write", count, pio_ns);
+	print_exit_cost("mmio-read", count, mmio_ns);
+	if (!pio_ns || !mmio_ns)
+		report(false, "exits: clock did not advance (pio %llu ns, mmio %llu ns)",
+		       pio_ns, mmio_ns);
+	else
+		report(true, "exits: %u each, pio-write 0x%x %llu ns/exit, mmio-read 0x%lx %llu ns/exit (reads 0x%08x)",
+		       count, param_exit_port, div_u64(pio_ns + count / 2, count),
+		       param_exit_mmio, div_u64(mmio_ns + count / 2, count),
+		       value);
 }
 
 /* ---- ext2 ------------------------------------------------------------ */
@@ -965,6 +1079,7 @@ static const struct {
 	{ "blk_serial", check_blk_serial },
 	{ "blk_ro", check_blk_ro },
 	{ "ext2", check_ext2 },
+	{ "exits", check_exits },
 };
 
 /* Runs each check named in param_checks, in order. */
