@@ -8,6 +8,7 @@
 #include "machine/boot.h"
 #include "machine/debug-exit.h"
 #include "machine/i8042.h"
+#include "machine/mptable.h"
 #include "machine/pci-host.h"
 #include "machine/rtc.h"
 #include "machine/serial.h"
@@ -42,7 +43,8 @@ struct Machine {
     GMappedFile *initrd_file;
     BootKernel kernel;
     uint8_t acpi[ACPI_TABLES_MAX];
-    size_t acpi_size;
+    size_t acpi_size; /* the ACPI tables, then the MP configuration table */
+    uint8_t mpf[MPTABLE_MPF_SIZE];
     uint64_t rsdp;
 
     Chardev *serial_chr;
@@ -106,8 +108,9 @@ static bool machine_load_boot_images(Machine *m, GError **error)
         setup.initrd_name = m->cfg.initrd;
     }
     BootEntry entry;
-    if (!guest_mem_write(m->mem, ACPI_TABLES_BASE, m->acpi, m->acpi_size)) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "no RAM for the ACPI tables");
+    if (!guest_mem_write(m->mem, ACPI_TABLES_BASE, m->acpi, m->acpi_size) ||
+        !guest_mem_write(m->mem, MPTABLE_MPF_ADDR, m->mpf, sizeof(m->mpf))) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "no RAM for the ACPI and MP tables");
         return false;
     }
     if (!boot_load(m->mem, &setup, &entry, error)) {
@@ -424,6 +427,14 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "ACPI tables do not fit");
         return NULL;
     }
+    size_t mp_off = (m->acpi_size + 15) & ~(size_t)15;
+    size_t mp_size = mptable_build(m->acpi + mp_off, sizeof(m->acpi) - mp_off,
+                                   ACPI_TABLES_BASE + mp_off, cfg->ncpus, ACPI_SCI_IRQ, m->mpf);
+    if (!mp_size) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "MP tables do not fit");
+        return NULL;
+    }
+    m->acpi_size = mp_off + mp_size;
     if (!machine_load_boot_images(m, error)) {
         return NULL;
     }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "machine/acpi.h"
 #include "machine/aml.h"
+#include "machine/mptable.h"
 #include "machine/pci-host.h"
 
 #include <string.h>
@@ -176,6 +177,59 @@ static void test_aml_integers(void)
     g_assert_cmpmem(b->data, b->len, pnp0a03, sizeof(pnp0a03));
 }
 
+/* MP spec 1.4: the floating pointer finds a table whose entries match the machine. */
+static void test_mptable(void)
+{
+    static uint8_t buf[8192];
+    uint8_t mpf[MPTABLE_MPF_SIZE];
+    size_t len = mptable_build(buf, sizeof(buf), 0xe1000, 4, 9, mpf);
+    g_assert_cmpuint(len, >, 44);
+    g_assert_cmpmem(mpf, 4, "_MP_", 4);
+    g_assert_cmpuint(sum(mpf, 16), ==, 0);
+    g_assert_cmphex(rd32(mpf + 4), ==, 0xe1000);
+    g_assert_cmpuint(mpf[8], ==, 1);  /* length in 16-byte units */
+    g_assert_cmpuint(mpf[11], ==, 0); /* feature1 0: a table follows, no default config */
+    g_assert_cmpmem(buf, 4, "PCMP", 4);
+    g_assert_cmpuint(buf[4] | buf[5] << 8, ==, len);
+    g_assert_cmpuint(sum(buf, len), ==, 0);
+    g_assert_cmphex(rd32(buf + 36), ==, 0xfee00000);
+    unsigned entries = buf[34] | buf[35] << 8, cpus = 0, bsp = 0, ioapics = 0, irqs = 0;
+    size_t off = 44;
+    for (unsigned i = 0; i < entries; i++) {
+        g_assert_cmpuint(off, <, len);
+        switch (buf[off]) {
+        case 0: /* processor */
+            g_assert_cmpuint(buf[off + 1], ==, cpus);
+            g_assert_cmpuint(buf[off + 3] & 1, ==, 1);
+            bsp += (buf[off + 3] & 2) ? 1 : 0;
+            cpus++;
+            off += 20;
+            break;
+        case 2: /* IOAPIC */
+            g_assert_cmphex(rd32(buf + off + 4), ==, 0xfec00000);
+            ioapics++;
+            off += 8;
+            break;
+        case 3: /* I/O interrupt: ISA IRQ n on pin n, the SCI level/high */
+            g_assert_cmpuint(buf[off + 5], ==, buf[off + 7]);
+            g_assert_cmphex(buf[off + 2], ==, buf[off + 5] == 9 ? 0x0d : 0);
+            irqs++;
+            off += 8;
+            break;
+        default:
+            off += 8;
+            break;
+        }
+    }
+    g_assert_cmpuint(off, ==, len);
+    g_assert_cmpuint(cpus, ==, 4);
+    g_assert_cmpuint(bsp, ==, 1);
+    g_assert_cmpuint(ioapics, ==, 1);
+    g_assert_cmpuint(irqs, ==, 16);
+    /* Too small a buffer fails instead of overflowing. */
+    g_assert_cmpuint(mptable_build(buf, 100, 0xe1000, 4, 9, mpf), ==, 0);
+}
+
 static void test_checksum(void)
 {
     uint8_t b[5] = {1, 2, 3, 4, 0};
@@ -189,6 +243,7 @@ int main(int argc, char **argv)
     g_test_add_func("/acpi/checksum", test_checksum);
     g_test_add_func("/acpi/aml/pkglength", test_aml_pkglength);
     g_test_add_func("/acpi/aml/integers", test_aml_integers);
+    g_test_add_func("/acpi/mptable", test_mptable);
     g_test_add_func("/acpi/tables/1cpu", test_one_cpu);
     g_test_add_func("/acpi/tables/64cpus", test_many_cpus);
     return g_test_run();
