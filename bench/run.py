@@ -54,6 +54,7 @@ FIGURES = [
     ("start_kvm_run", "start -> first KVM_RUN", "ms", "lower"),
     ("start_console", "start -> first console byte", "ms", "lower"),
     ("boot", "start -> selftest verdict", "s", "lower"),
+    ("mem_start", "VMM memory at first KVM_RUN", "MiB", "lower"),
     ("mem_early", "VMM memory at first console byte", "MiB", "lower"),
     ("mem_peak", "VMM memory, peak", "MiB", "lower"),
     ("exit_pio", "exit cost: port write", "ns/exit", "lower"),
@@ -253,18 +254,20 @@ def start_latency(vmm, qlite, kdir, append, disk):
     deadline = time.monotonic() + 30
     while run.first_kvm_run is None and run.p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
+    # Right after start: what the VMM itself allocated before the guest ran much.
+    mem = own_rss_mib(run.p.pid)
     run.p.kill()
     run.wait(10)
     if run.first_kvm_run is None:
         raise RuntimeError(f"{vmm}: no first KVM_RUN seen:\n" + "\n".join(run.stderr_lines[-5:]))
-    return ms(run.first_kvm_run)
+    return ms(run.first_kvm_run), mem
 
 
 def boot_once(vmm, qlite, kdir, append, tmp, log_path):
     disk = os.path.join(tmp, f"{vmm}.img")
     with open(disk, "wb") as f:
         f.truncate(DISK_MIB << 20)
-    first_run = start_latency(vmm, qlite, kdir, append, disk)
+    first_run, mem_start = start_latency(vmm, qlite, kdir, append, disk)
     run = launch(vmm, qlite, kdir, append, disk, trace=False)
     status = run.wait(BOOT_TIMEOUT)
     os.unlink(disk)
@@ -275,6 +278,7 @@ def boot_once(vmm, qlite, kdir, append, tmp, log_path):
         raise RuntimeError(f"{vmm}: exit status {status}, expected {PASS_STATUS}:\n{tail}")
     f = run.figures()
     f["start_kvm_run"] = first_run
+    f["mem_start"] = mem_start
     return f
 
 
