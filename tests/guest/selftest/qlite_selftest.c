@@ -381,11 +381,9 @@ static const char *io_err_name(int err)
 	}
 }
 
-/* Finds the whole-disk block device called name ("vda"), waiting up to 5 s. */
-static struct block_device *disk_open(const char *check, const char *name,
-				      fmode_t mode)
+/* The whole-disk device called name ("vda"), waiting up to 5 s; 0 (reported) if none. */
+static dev_t find_disk_devt(const char *check, const char *name)
 {
-	struct block_device *bdev;
 	char path[40];
 	dev_t devt = 0;
 	int i;
@@ -396,10 +394,19 @@ static struct block_device *disk_open(const char *check, const char *name,
 		if (!devt)
 			msleep(100);
 	}
-	if (!devt) {
+	if (!devt)
 		report(false, "%s: no block device named %s", check, name);
+	return devt;
+}
+
+static struct block_device *disk_open(const char *check, const char *name,
+				      fmode_t mode)
+{
+	struct block_device *bdev;
+	dev_t devt = find_disk_devt(check, name);
+
+	if (!devt)
 		return NULL;
-	}
 	bdev = blkdev_get_by_dev(devt, mode, NULL);
 	if (IS_ERR(bdev)) {
 		report(false, "%s: cannot open %s: %ld", check, name, PTR_ERR(bdev));
@@ -973,23 +980,15 @@ static ssize_t ext2_read(const char *file, void **data)
 static void __init check_ext2(void)
 {
 	const char *name = param_ext2_disk;
-	char path[40];
-	dev_t devt = 0;
+	dev_t devt;
 	void *data;
 	ssize_t n;
-	int err, i;
+	int err;
 
 	wait_for_initramfs();	/* rootfs is being populated asynchronously */
-	snprintf(path, sizeof(path), "/dev/%s", name);
-	for (i = 0; i < 50 && !devt; i++) {
-		devt = name_to_dev_t(path);
-		if (!devt)
-			msleep(100);
-	}
-	if (!devt) {
-		report(false, "ext2: no block device named %s", name);
+	devt = find_disk_devt("ext2", name);
+	if (!devt)
 		return;
-	}
 	init_unlink(EXT2_NODE);
 	err = init_mknod(EXT2_NODE, S_IFBLK | 0600, new_encode_dev(devt));
 	if (!err) {
