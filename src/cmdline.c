@@ -20,6 +20,10 @@ typedef enum {
     OPT_NAME,
     OPT_DEVICE,
     OPT_DRIVE,
+    OPT_QMP,
+    OPT_CHARDEV,
+    OPT_MON,
+    OPT_S,
     OPT_ENABLE_KVM,
     OPT_ACCEL,
     OPT_CPU,
@@ -56,6 +60,12 @@ static const OptDef opt_defs[] = {
     {"device", OPT_DEVICE, true, "DRIVER[,...]",
      "isa-debug-exit[,iobase=A][,iosize=N] (a guest write of V exits with (V<<1)|1) or "
      "virtio-blk-pci,drive=ID[,serial=S]"},
+    {"qmp", OPT_QMP, true, "unix:PATH,server=on,wait=off|tcp:HOST:PORT,server=on,wait=off",
+     "a QMP monitor socket (docs/qmp.md)"},
+    {"chardev", OPT_CHARDEV, true, "socket,id=ID,path=PATH|host=H,port=P|fd=N,server=on,wait=off",
+     "a listening socket for -mon"},
+    {"mon", OPT_MON, true, "chardev=ID,mode=control", "a QMP monitor on a -chardev socket"},
+    {"S", OPT_S, false, NULL, "do not start the vCPUs until the monitor's cont"},
     {"enable-kvm", OPT_ENABLE_KVM, false, NULL, "accepted: qlite always uses KVM"},
     {"accel", OPT_ACCEL, true, "kvm", "accepted: qlite always uses KVM"},
     {"cpu", OPT_CPU, true, "host", "accepted: the vCPUs are always the host's model"},
@@ -378,7 +388,103 @@ typedef struct {
     bool serial_set;
     unsigned ndrives;
     GHashTable *pending_drives; /* if=none drives by id, until a -device takes them */
+    GHashTable *chardevs;       /* -chardev id -> monitor spec, until a -mon takes it */
 } CmdlineState;
+
+static void add_monitor(MachineConfig *cfg, char *spec)
+{
+    if (!cfg->monitors) {
+        cfg->monitors = g_ptr_array_new_with_free_func(g_free);
+    }
+    g_ptr_array_add(cfg->monitors, spec);
+}
+
+/* -chardev socket,...: kept as a monitor spec for a later -mon chardev=ID. */
+static bool parse_chardev(const char *arg, GHashTable *chardevs, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "backend", error);
+    if (!o) {
+        return false;
+    }
+    const char *backend = opts_get(o, "backend");
+    const char *id = opts_get(o, "id");
+    const char *path = opts_get(o, "path");
+    const char *host = opts_get(o, "host");
+    const char *port = opts_get(o, "port");
+    const char *fd = opts_get(o, "fd");
+    bool server, wait;
+    if (!opts_get_bool(o, "server", false, &server, error) ||
+        !opts_get_bool(o, "wait", true, &wait, error) || !opts_check_unused(o, error)) {
+        return false;
+    }
+    if (!backend || strcmp(backend, "socket") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "chardev backend '%s' is not supported (socket only)", backend ? backend : "");
+        return false;
+    }
+    if (!id) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "chardev: no id given");
+        return false;
+    }
+    if (!fd && (!server || wait)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "only listening sockets are supported: server=on,wait=off");
+        return false;
+    }
+    char *spec;
+    if (fd) {
+        uint64_t n;
+        if (!parse_u64(fd, &n) || n > G_MAXINT) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "fd=%s is not a descriptor", fd);
+            return false;
+        }
+        spec = g_strdup_printf("fd:%" G_GUINT64_FORMAT, n);
+    } else if (path) {
+        spec = g_strdup_printf("unix:%s,server=on,wait=off", path);
+    } else if (port) {
+        spec = g_strdup_printf("tcp:%s:%s,server=on,wait=off", host ? host : "0.0.0.0", port);
+    } else {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "chardev: path=, port= or fd= needed");
+        return false;
+    }
+    if (g_hash_table_contains(chardevs, id)) {
+        g_free(spec);
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "duplicate chardev id '%s'", id);
+        return false;
+    }
+    g_hash_table_insert(chardevs, g_strdup(id), spec);
+    return true;
+}
+
+static bool parse_mon(const char *arg, MachineConfig *cfg, GHashTable *chardevs, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "chardev", error);
+    if (!o) {
+        return false;
+    }
+    const char *id = opts_get(o, "chardev");
+    const char *mode = opts_get(o, "mode");
+    bool pretty;
+    if (!opts_get_bool(o, "pretty", false, &pretty, error) || !opts_check_unused(o, error)) {
+        return false;
+    }
+    if (!mode || strcmp(mode, "control") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "mode=%s is not supported: qlite's monitors are QMP (mode=control)",
+                    mode ? mode : "readline");
+        return false;
+    }
+    gpointer key, spec;
+    if (!id || !g_hash_table_lookup_extended(chardevs, id, &key, &spec)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "chardev '%s' not found",
+                    id ? id : "");
+        return false;
+    }
+    g_hash_table_steal(chardevs, id);
+    g_free(key);
+    add_monitor(cfg, spec);
+    return true;
+}
 
 static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
                           CmdlineState *st, GError **error)
@@ -432,6 +538,16 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
         return parse_device(arg, cfg, st->pending_drives, error);
     case OPT_DRIVE:
         return parse_drive(arg, cfg, st->pending_drives, &st->ndrives, error);
+    case OPT_QMP:
+        add_monitor(cfg, g_strdup(arg));
+        return true;
+    case OPT_CHARDEV:
+        return parse_chardev(arg, st->chardevs, error);
+    case OPT_MON:
+        return parse_mon(arg, cfg, st->chardevs, error);
+    case OPT_S:
+        cfg->start_paused = true;
+        return true;
     case OPT_ACCEL:
         return parse_accel(arg, error);
     case OPT_CPU:
@@ -463,6 +579,8 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
     CmdlineState st = {.pending_drives = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                                                drive_free)};
     g_autoptr(GHashTable) pending = st.pending_drives;
+    st.chardevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    g_autoptr(GHashTable) chardevs = st.chardevs;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -14,6 +14,7 @@
 #include "machine/serial.h"
 #include "mem/bus.h"
 #include "mem/guest-mem.h"
+#include "monitor/qmp.h"
 #include "util/error.h"
 #include "virtio/blk.h"
 #include "virtio/virtio-pci.h"
@@ -26,6 +27,16 @@
 #include <time.h>
 
 #define PIO_SPACE_SIZE 0x10000
+
+/* QMP's run states (query-status), those qlite can be in. */
+typedef enum {
+    RUN_STATE_PRELAUNCH,
+    RUN_STATE_RUNNING,
+    RUN_STATE_PAUSED,
+    RUN_STATE_SHUTDOWN,
+} RunState;
+
+static const char *const run_state_names[] = {"prelaunch", "running", "paused", "shutdown"};
 
 struct Machine {
     MachineConfig cfg;
@@ -55,6 +66,8 @@ struct Machine {
     DebugExit debug_exit;
     PciHost *pci;
     GPtrArray *virtio; /* VirtioPci *, in slot order */
+    QmpServer *qmp;
+    gint runstate; /* RunState */
 
     GSource *signal_sources[3];
     gint ending;      /* set once: the VM is on its way out */
@@ -71,6 +84,9 @@ void machine_config_clear(MachineConfig *cfg)
     g_free(cfg->name);
     if (cfg->disks) {
         g_ptr_array_unref(cfg->disks);
+    }
+    if (cfg->monitors) {
+        g_ptr_array_unref(cfg->monitors);
     }
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -93,6 +109,30 @@ void machine_request_exit(Machine *m, int status, const char *why)
     g_debug("ending: %s (exit status %d)", why, status);
     cpus_request_pause(m->cpus);
     g_main_context_invoke(m->ctx, machine_do_exit, m);
+}
+
+/* A QMP event whose data is {"guest": guest, "reason": reason}. */
+static void machine_event(Machine *m, const char *name, bool guest, const char *reason)
+{
+    if (!m->qmp) {
+        return;
+    }
+    JsonObject *o = json_object_new();
+    json_object_set_boolean_member(o, "guest", guest);
+    json_object_set_string_member(o, "reason", reason);
+    JsonNode *data = json_node_alloc();
+    json_node_take_object(json_node_init(data, JSON_NODE_OBJECT), o);
+    qmp_server_event(m->qmp, name, data);
+}
+
+void machine_shutdown(Machine *m, int status, bool guest, const char *reason)
+{
+    if (g_atomic_int_get(&m->ending)) {
+        return;
+    }
+    g_atomic_int_set(&m->runstate, RUN_STATE_SHUTDOWN);
+    machine_event(m, "SHUTDOWN", guest, reason);
+    machine_request_exit(m, status, reason);
 }
 
 static bool machine_load_boot_images(Machine *m, GError **error)
@@ -154,22 +194,32 @@ static gboolean machine_do_reset(gpointer opaque)
         machine_request_exit(m, QLITE_EXIT_FAILURE, "reset failed");
         return G_SOURCE_REMOVE;
     }
-    cpus_resume(m->cpus);
+    /* A reset does not start a paused or prelaunch VM (as QEMU). */
+    if (g_atomic_int_get(&m->runstate) == RUN_STATE_RUNNING) {
+        cpus_resume(m->cpus);
+    }
     return G_SOURCE_REMOVE;
 }
 
-void machine_request_reset(Machine *m, const char *why)
+static void machine_reset(Machine *m, bool guest, const char *reason)
 {
     if (m->cfg.no_reboot) {
-        /* As QEMU with -no-reboot: a guest reset ends the process successfully. */
-        machine_request_exit(m, QLITE_EXIT_OK, why);
+        /* As QEMU with -no-reboot: a reset ends the process successfully. */
+        machine_shutdown(m, QLITE_EXIT_OK, guest, reason);
         return;
     }
-    g_debug("guest reset: %s", why);
+    g_debug("reset: %s", reason);
+    machine_event(m, "RESET", guest, reason);
     cpus_request_pause(m->cpus);
     if (g_atomic_int_compare_and_exchange(&m->resetting, 0, 1)) {
         g_main_context_invoke(m->ctx, machine_do_reset, m);
     }
+}
+
+void machine_request_reset(Machine *m, const char *why)
+{
+    g_debug("guest reset: %s", why);
+    machine_reset(m, true, "guest-reset");
 }
 
 /* ---- callbacks wiring devices to the machine ---- */
@@ -193,7 +243,7 @@ static void machine_kbd_reset(void *opaque)
 
 static void machine_poweroff(void *opaque)
 {
-    machine_request_exit(opaque, QLITE_EXIT_OK, "guest powered off");
+    machine_shutdown(opaque, QLITE_EXIT_OK, true, "guest-shutdown");
 }
 
 static void machine_debug_exit(void *opaque, int status)
@@ -203,14 +253,14 @@ static void machine_debug_exit(void *opaque, int status)
 
 static void machine_user_quit(void *opaque)
 {
-    machine_request_exit(opaque, QLITE_EXIT_OK, "user quit");
+    machine_shutdown(opaque, QLITE_EXIT_OK, false, "host-ui");
 }
 
 static gboolean machine_on_signal(gpointer opaque)
 {
     Machine *m = opaque;
     fprintf(stderr, "qlite: terminating on signal\n");
-    machine_request_exit(m, QLITE_EXIT_OK, "signal");
+    machine_shutdown(m, QLITE_EXIT_OK, false, "host-signal");
     return G_SOURCE_CONTINUE;
 }
 
@@ -311,6 +361,91 @@ static time_t host_now(void)
     return time(NULL);
 }
 
+/* ---- QMP: commands arrive on the monitor thread ---- */
+
+static const char *qmp_status(void *opaque)
+{
+    Machine *m = opaque;
+    return run_state_names[g_atomic_int_get(&m->runstate)];
+}
+
+static void qmp_stop(void *opaque)
+{
+    Machine *m = opaque;
+    /* Only a running VM stops (and says so); in prelaunch, stop changes nothing. */
+    if (g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_RUNNING, RUN_STATE_PAUSED)) {
+        cpus_pause(m->cpus);
+        qmp_server_event(m->qmp, "STOP", NULL);
+    }
+}
+
+static void qmp_cont(void *opaque)
+{
+    Machine *m = opaque;
+    if (g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PAUSED, RUN_STATE_RUNNING) ||
+        g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PRELAUNCH, RUN_STATE_RUNNING)) {
+        qmp_server_event(m->qmp, "RESUME", NULL);
+        cpus_resume(m->cpus);
+    }
+}
+
+static void qmp_system_reset(void *opaque)
+{
+    machine_reset(opaque, false, "host-qmp-system-reset");
+}
+
+static void qmp_quit(void *opaque)
+{
+    machine_shutdown(opaque, QLITE_EXIT_OK, false, "host-qmp-quit");
+}
+
+static const char *qmp_name(void *opaque)
+{
+    Machine *m = opaque;
+    return m->cfg.name;
+}
+
+static unsigned qmp_cpus(void *opaque, QmpCpuInfo *out, unsigned max)
+{
+    Machine *m = opaque;
+    for (unsigned i = 0; i < m->cpus->n && i < max; i++) {
+        out[i] = (QmpCpuInfo){.index = i, .thread_id = m->cpus->cpus[i]->tid};
+    }
+    return m->cpus->n;
+}
+
+static const QmpMachineOps machine_qmp_ops = {
+    .status = qmp_status,
+    .stop = qmp_stop,
+    .cont = qmp_cont,
+    .system_reset = qmp_system_reset,
+    .quit = qmp_quit,
+    .name = qmp_name,
+    .cpus = qmp_cpus,
+};
+
+static bool machine_add_monitors(Machine *m, GError **error)
+{
+    if (!m->cfg.monitors || m->cfg.monitors->len == 0) {
+        return true;
+    }
+    m->qmp = qmp_server_new(&machine_qmp_ops, m, error);
+    if (!m->qmp) {
+        return false;
+    }
+    for (guint i = 0; i < m->cfg.monitors->len; i++) {
+        const char *spec = g_ptr_array_index(m->cfg.monitors, i);
+        bool ok = g_str_has_prefix(spec, "fd:")
+                      ? qmp_server_listen_fd(m->qmp, atoi(spec + 3), error)
+                      : qmp_server_listen(m->qmp, spec, error);
+        if (!ok) {
+            g_prefix_error(error, "monitor %s: ", spec);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- assembly ---- */
 
 static bool machine_load_files(Machine *m, GError **error)
@@ -388,6 +523,7 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     m->cfg.serial = g_strdup(cfg->serial);
     m->cfg.name = g_strdup(cfg->name);
     m->cfg.disks = cfg->disks ? g_ptr_array_ref(cfg->disks) : NULL;
+    m->cfg.monitors = cfg->monitors ? g_ptr_array_ref(cfg->monitors) : NULL;
     /*
      * A context of our own, not the global default: g_main_context_invoke() from
      * a vCPU thread must queue to the control loop, never run in the caller.
@@ -438,6 +574,11 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     if (!machine_load_boot_images(m, error)) {
         return NULL;
     }
+    /* Last: a client may connect and send commands at once. */
+    g_atomic_int_set(&m->runstate, cfg->start_paused ? RUN_STATE_PRELAUNCH : RUN_STATE_RUNNING);
+    if (!machine_add_monitors(m, error)) {
+        return NULL;
+    }
     return g_steal_pointer(&m);
 }
 
@@ -455,6 +596,9 @@ int machine_run(Machine *m)
         chardev_set_frontend(m->serial_chr, &fe);
     }
     g_autoptr(GError) err = NULL;
+    if (g_atomic_int_get(&m->runstate) == RUN_STATE_PRELAUNCH) {
+        cpus_request_pause(m->cpus); /* -S: the vCPUs wait for cont */
+    }
     if (!cpus_start(m->cpus, &err)) {
         g_printerr("qlite: %s\n", err->message);
         return QLITE_EXIT_ERROR;
@@ -469,6 +613,7 @@ void machine_free(Machine *m)
     if (!m) {
         return;
     }
+    qmp_server_free(m->qmp); /* no command may reach a machine being torn down */
     cpus_free(m->cpus); /* joins the vCPU threads before their devices go */
     if (m->virtio) {
         g_ptr_array_unref(m->virtio); /* stops the device threads */

@@ -33,6 +33,9 @@ typedef struct MachineConfig {
     uint16_t debug_exit_size;
     /* virtio-blk-pci disks in slot order (DriveConfig *, owned). */
     GPtrArray *disks;
+    /* QMP monitors: "unix:PATH,server=on,wait=off", "tcp:...", or "fd:N" (owned strings). */
+    GPtrArray *monitors;
+    bool start_paused; /* -S */
 } MachineConfig;
 
 void machine_config_clear(MachineConfig *cfg);
@@ -48,4 +51,6 @@ int machine_run(Machine *m);
 
 /* From any thread. */
 void machine_request_exit(Machine *m, int status, const char *why);
+/* An exit that QMP announces: a SHUTDOWN event with guest and reason ("guest-shutdown", ...). */
+void machine_shutdown(Machine *m, int status, bool guest, const char *reason);
 void machine_request_reset(Machine *m, const char *why);

@@ -127,6 +127,25 @@ static void test_drives(void)
     machine_config_clear(&cfg);
 }
 
+static void test_monitors(void)
+{
+    MachineConfig cfg;
+    CmdlineAction act;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", "-S",
+                        "-qmp", "unix:/tmp/a.sock,server=on,wait=off",
+                        "-chardev", "socket,id=m0,path=/tmp/b.sock,server=on,wait=off",
+                        "-chardev", "socket,id=m1,fd=7,server=on,wait=off",
+                        "-mon", "chardev=m0,mode=control", "-mon", "chardev=m1,mode=control", NULL));
+    g_assert_no_error(err);
+    g_assert_true(cfg.start_paused);
+    g_assert_cmpuint(cfg.monitors->len, ==, 3);
+    g_assert_cmpstr(g_ptr_array_index(cfg.monitors, 0), ==, "unix:/tmp/a.sock,server=on,wait=off");
+    g_assert_cmpstr(g_ptr_array_index(cfg.monitors, 1), ==, "unix:/tmp/b.sock,server=on,wait=off");
+    g_assert_cmpstr(g_ptr_array_index(cfg.monitors, 2), ==, "fd:7");
+    machine_config_clear(&cfg);
+}
+
 /* Each bad command line fails with a message naming the option and the problem. */
 static void expect_error(const char *want, ...)
 {
@@ -190,6 +209,11 @@ static void test_errors(void)
     expect_error("Invalid parameter 'snapshot'", "-kernel", "/k", "-drive",
                  "file=/a,if=virtio,snapshot=on", NULL);
     expect_error("readonly", "-kernel", "/k", "-drive", "file=/a,if=virtio,readonly=maybe", NULL);
+    expect_error("chardev 'x' not found", "-kernel", "/k", "-mon", "chardev=x,mode=control", NULL);
+    expect_error("mode=readline is not supported", "-kernel", "/k", "-chardev",
+                 "socket,id=m,path=/s,server=on,wait=off", "-mon", "chardev=m", NULL);
+    expect_error("server=on,wait=off", "-kernel", "/k", "-chardev", "socket,id=m,path=/s", NULL);
+    expect_error("backend 'pty' is not supported", "-kernel", "/k", "-chardev", "pty,id=m", NULL);
 }
 
 int main(int argc, char **argv)
@@ -199,6 +223,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/defaults", test_defaults);
     g_test_add_func("/cmdline/actions", test_actions);
     g_test_add_func("/cmdline/drives", test_drives);
+    g_test_add_func("/cmdline/monitors", test_monitors);
     g_test_add_func("/cmdline/errors", test_errors);
     return g_test_run();
 }

@@ -1,0 +1,858 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * QMP server: framing of the input stream, negotiation, dispatch, replies and
+ * events (../shared/docs/qmp-notes.md). JSON itself is json-glib's.
+ */
+#include "monitor/qmp.h"
+#include "util/error.h"
+#include "util/iothread.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define QMP_MAX_TEXT  (64 << 20) /* QEMU's token limit */
+#define QMP_MAX_DEPTH 1024
+#define QMP_VERSION_MAJOR 7      /* the QEMU release whose protocol we match */
+#define QMP_VERSION_MINOR 2
+#define QMP_VERSION_MICRO 0
+
+/* ---- framing: where one top-level JSON text ends ---- */
+
+struct QmpFramer {
+    GString *buf;
+    unsigned depth;
+    char quote; /* 0, '"' or '\'' */
+    bool escape;
+    bool scalar; /* inside a top-level bare token */
+    bool overflow;
+};
+
+QmpFramer *qmp_framer_new(void)
+{
+    QmpFramer *f = g_new0(QmpFramer, 1);
+    f->buf = g_string_new(NULL);
+    return f;
+}
+
+void qmp_framer_free(QmpFramer *f)
+{
+    if (f) {
+        g_string_free(f->buf, TRUE);
+        g_free(f);
+    }
+}
+
+static void framer_emit(QmpFramer *f, void (*cb)(void *, const char *, size_t, bool), void *op)
+{
+    cb(op, f->buf->str, f->buf->len, f->overflow);
+    g_string_truncate(f->buf, 0);
+    f->depth = 0;
+    f->quote = 0;
+    f->escape = false;
+    f->scalar = false;
+    f->overflow = false;
+}
+
+void qmp_framer_feed(QmpFramer *f, const char *data, size_t len,
+                     void (*cb)(void *opaque, const char *text, size_t len, bool too_big),
+                     void *opaque)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = data[i];
+        bool space = c == ' ' || c == '\t' || c == '\r' || c == '\n';
+        if (f->scalar && (space || c == '{' || c == '[')) {
+            framer_emit(f, cb, opaque);
+        }
+        if (f->depth == 0 && !f->scalar && f->quote == 0) {
+            if (space) {
+                continue;
+            }
+            if (c != '{' && c != '[') {
+                f->scalar = true;
+            }
+        }
+        if (f->buf->len < QMP_MAX_TEXT) {
+            g_string_append_c(f->buf, c);
+        } else {
+            f->overflow = true;
+        }
+        if (f->scalar) {
+            continue;
+        }
+        if (f->quote) {
+            if (f->escape) {
+                f->escape = false;
+            } else if (c == '\\') {
+                f->escape = true;
+            } else if (c == f->quote) {
+                f->quote = 0;
+            }
+            continue;
+        }
+        if (c == '"' || c == '\'') {
+            f->quote = c;
+        } else if (c == '{' || c == '[') {
+            if (++f->depth > QMP_MAX_DEPTH) {
+                f->overflow = true;
+            }
+        } else if ((c == '}' || c == ']') && f->depth > 0 && --f->depth == 0) {
+            framer_emit(f, cb, opaque);
+        }
+    }
+}
+
+/* ---- server and clients ---- */
+
+typedef struct QmpListener QmpListener;
+
+typedef struct {
+    QmpListener *l;
+    int fd;
+    GSource *in_src;
+    GSource *out_src;
+    GString *out;
+    QmpFramer *framer;
+    bool negotiated;
+    bool closing; /* close once the output is flushed */
+} QmpClient;
+
+struct QmpListener {
+    QmpServer *s;
+    int fd;
+    char *path; /* unix socket to unlink */
+    GSource *accept_src;
+    QmpClient *client;
+};
+
+struct QmpServer {
+    const QmpMachineOps *ops;
+    void *opaque;
+    IoThread *thread;
+    GPtrArray *listeners;
+};
+
+static void client_write(QmpClient *c, JsonNode *node);
+static void client_close(QmpClient *c);
+
+static gint64 qmp_now_us(void)
+{
+    return g_get_real_time();
+}
+
+static JsonNode *qmp_error(const char *cls, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static JsonNode *qmp_error(const char *cls, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *desc = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "error");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "class");
+    json_builder_add_string_value(b, cls);
+    json_builder_set_member_name(b, "desc");
+    json_builder_add_string_value(b, desc);
+    json_builder_end_object(b);
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}
+
+/* Wraps an object in a node; takes o. */
+static JsonNode *object_node(JsonObject *o)
+{
+    JsonNode *n = json_node_alloc();
+    json_node_take_object(json_node_init(n, JSON_NODE_OBJECT), o);
+    return n;
+}
+
+/* {"return": value}, {} when value is NULL; takes value. */
+static JsonNode *qmp_return(JsonNode *value)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_member(o, "return", value ? value : object_node(json_object_new()));
+    return object_node(o);
+}
+
+
+/* ---- events ---- */
+
+typedef struct {
+    QmpServer *s;
+    JsonNode *event;
+} QueuedEvent;
+
+static JsonNode *event_node(const char *name, JsonNode *data)
+{
+    gint64 now = qmp_now_us();
+    JsonObject *ts = json_object_new();
+    json_object_set_int_member(ts, "seconds", now / G_USEC_PER_SEC);
+    json_object_set_int_member(ts, "microseconds", now % G_USEC_PER_SEC);
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "event", name);
+    if (data) {
+        json_object_set_member(o, "data", data);
+    }
+    json_object_set_object_member(o, "timestamp", ts);
+    return object_node(o);
+}
+
+static void broadcast(QmpServer *s, JsonNode *event)
+{
+    /* Events before negotiation are dropped, not queued (as QEMU). */
+    for (guint i = 0; i < s->listeners->len; i++) {
+        QmpListener *l = g_ptr_array_index(s->listeners, i);
+        if (l->client && l->client->negotiated && !l->client->closing) {
+            client_write(l->client, event);
+        }
+    }
+}
+
+static gboolean event_dispatch(gpointer opaque)
+{
+    QueuedEvent *q = opaque;
+    broadcast(q->s, q->event);
+    json_node_unref(q->event);
+    g_free(q);
+    return G_SOURCE_REMOVE;
+}
+
+void qmp_server_event(QmpServer *s, const char *name, JsonNode *data)
+{
+    JsonNode *ev = event_node(name, data);
+    if (iothread_is_current(s->thread)) {
+        broadcast(s, ev);
+        json_node_unref(ev);
+        return;
+    }
+    QueuedEvent *q = g_new(QueuedEvent, 1);
+    q->s = s;
+    q->event = ev;
+    g_main_context_invoke(iothread_context(s->thread), event_dispatch, q);
+}
+
+/* ---- commands ---- */
+
+typedef JsonNode *(*QmpHandler)(QmpServer *s, JsonObject *args);
+
+typedef struct {
+    const char *name;
+    QmpHandler fn;
+    const char *const *params; /* accepted argument names, NULL-terminated */
+} QmpCommand;
+
+static JsonNode *cmd_query_version(QmpServer *s, JsonObject *args)
+{
+    JsonObject *q = json_object_new();
+    json_object_set_int_member(q, "micro", QMP_VERSION_MICRO);
+    json_object_set_int_member(q, "minor", QMP_VERSION_MINOR);
+    json_object_set_int_member(q, "major", QMP_VERSION_MAJOR);
+    JsonObject *v = json_object_new();
+    json_object_set_object_member(v, "qemu", q);
+    json_object_set_string_member(v, "package", "qlite " QLITE_VERSION);
+    return qmp_return(object_node(v));
+}
+
+static JsonNode *cmd_query_status(QmpServer *s, JsonObject *args)
+{
+    const char *st = s->ops->status(s->opaque);
+    JsonObject *o = json_object_new();
+    json_object_set_boolean_member(o, "running", strcmp(st, "running") == 0);
+    json_object_set_boolean_member(o, "singlestep", FALSE);
+    json_object_set_string_member(o, "status", st);
+    return qmp_return(object_node(o));
+}
+
+static JsonNode *cmd_query_name(QmpServer *s, JsonObject *args)
+{
+    JsonObject *o = json_object_new();
+    const char *name = s->ops->name(s->opaque);
+    if (name) {
+        json_object_set_string_member(o, "name", name);
+    }
+    return qmp_return(object_node(o));
+}
+
+static JsonNode *cmd_query_kvm(QmpServer *s, JsonObject *args)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_boolean_member(o, "enabled", TRUE);
+    json_object_set_boolean_member(o, "present", TRUE);
+    return qmp_return(object_node(o));
+}
+
+static JsonNode *cmd_query_cpus_fast(QmpServer *s, JsonObject *args)
+{
+    QmpCpuInfo cpus[256];
+    unsigned n = MIN(s->ops->cpus(s->opaque, cpus, G_N_ELEMENTS(cpus)), G_N_ELEMENTS(cpus));
+    JsonArray *a = json_array_new();
+    for (unsigned i = 0; i < n; i++) {
+        JsonObject *props = json_object_new();
+        json_object_set_int_member(props, "core-id", cpus[i].index);
+        json_object_set_int_member(props, "thread-id", 0);
+        json_object_set_int_member(props, "socket-id", 0);
+        JsonObject *o = json_object_new();
+        json_object_set_int_member(o, "cpu-index", cpus[i].index);
+        g_autofree char *path = g_strdup_printf("/machine/unattached/device[%u]", cpus[i].index);
+        json_object_set_string_member(o, "qom-path", path);
+        json_object_set_int_member(o, "thread-id", cpus[i].thread_id);
+        json_object_set_object_member(o, "props", props);
+        json_object_set_string_member(o, "target", "x86_64");
+        json_array_add_object_element(a, o);
+    }
+    JsonNode *node = json_node_alloc();
+    json_node_take_array(json_node_init(node, JSON_NODE_ARRAY), a);
+    return qmp_return(node);
+}
+
+static JsonNode *cmd_stop(QmpServer *s, JsonObject *args)
+{
+    s->ops->stop(s->opaque);
+    return qmp_return(NULL);
+}
+
+static JsonNode *cmd_cont(QmpServer *s, JsonObject *args)
+{
+    s->ops->cont(s->opaque);
+    return qmp_return(NULL);
+}
+
+static JsonNode *cmd_system_reset(QmpServer *s, JsonObject *args)
+{
+    s->ops->system_reset(s->opaque);
+    return qmp_return(NULL);
+}
+
+static JsonNode *cmd_quit(QmpServer *s, JsonObject *args)
+{
+    s->ops->quit(s->opaque);
+    return qmp_return(NULL);
+}
+
+static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args);
+
+static const char *const no_params[] = {NULL};
+
+static const QmpCommand qmp_commands[] = {
+    {"qmp_capabilities", NULL, (const char *const[]){"enable", NULL}},
+    {"query-version", cmd_query_version, no_params},
+    {"query-commands", cmd_query_commands, no_params},
+    {"query-status", cmd_query_status, no_params},
+    {"query-name", cmd_query_name, no_params},
+    {"query-kvm", cmd_query_kvm, no_params},
+    {"query-cpus-fast", cmd_query_cpus_fast, no_params},
+    {"stop", cmd_stop, no_params},
+    {"cont", cmd_cont, no_params},
+    {"system_reset", cmd_system_reset, no_params},
+    {"quit", cmd_quit, no_params},
+};
+
+static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args)
+{
+    JsonArray *a = json_array_new();
+    for (size_t i = 0; i < G_N_ELEMENTS(qmp_commands); i++) {
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "name", qmp_commands[i].name);
+        json_array_add_object_element(a, o);
+    }
+    JsonNode *n = json_node_alloc();
+    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), a);
+    return qmp_return(n);
+}
+
+static const QmpCommand *find_command(const char *name)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(qmp_commands); i++) {
+        if (strcmp(qmp_commands[i].name, name) == 0) {
+            return &qmp_commands[i];
+        }
+    }
+    return NULL;
+}
+
+static bool param_known(const QmpCommand *c, const char *name)
+{
+    for (const char *const *p = c->params; *p; p++) {
+        if (strcmp(*p, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Checks the request's shape and runs it; returns the reply without the id. */
+static JsonNode *dispatch(QmpClient *c, JsonObject *req)
+{
+    static const char *const members[] = {"execute", "arguments", "id", "exec-oob"};
+    g_autoptr(GList) names = json_object_get_members(req);
+    for (GList *m = names; m; m = m->next) {
+        bool known = false;
+        for (size_t i = 0; i < G_N_ELEMENTS(members); i++) {
+            known |= strcmp(m->data, members[i]) == 0;
+        }
+        if (!known) {
+            return qmp_error("GenericError", "QMP input member '%s' is unexpected",
+                             (const char *)m->data);
+        }
+    }
+    JsonNode *exec = json_object_get_member(req, "execute");
+    if (!exec) {
+        return qmp_error("GenericError", "QMP input lacks member 'execute'");
+    }
+    if (!JSON_NODE_HOLDS_VALUE(exec) || json_node_get_value_type(exec) != G_TYPE_STRING) {
+        return qmp_error("GenericError", "QMP input member 'execute' must be a string");
+    }
+    JsonNode *argn = json_object_get_member(req, "arguments");
+    if (argn && !JSON_NODE_HOLDS_OBJECT(argn)) {
+        return qmp_error("GenericError", "QMP input member 'arguments' must be an object");
+    }
+    const char *name = json_node_get_string(exec);
+    const QmpCommand *cmd = find_command(name);
+    if (!c->negotiated && (!cmd || cmd->fn)) {
+        return qmp_error("CommandNotFound",
+                         "Expecting capabilities negotiation with 'qmp_capabilities'");
+    }
+    if (!cmd) {
+        return qmp_error("CommandNotFound", "The command %s has not been found", name);
+    }
+    JsonObject *args = argn ? json_node_get_object(argn) : NULL;
+    if (args) {
+        g_autoptr(GList) keys = json_object_get_members(args);
+        for (GList *k = keys; k; k = k->next) {
+            if (!param_known(cmd, k->data)) {
+                return qmp_error("GenericError", "Parameter '%s' is unexpected",
+                                 (const char *)k->data);
+            }
+        }
+    }
+    if (!cmd->fn) { /* qmp_capabilities */
+        if (c->negotiated) {
+            return qmp_error("CommandNotFound",
+                             "Capabilities negotiation is already complete, command ignored");
+        }
+        c->negotiated = true;
+        return qmp_return(NULL);
+    }
+    return cmd->fn(c->l->s, args);
+}
+
+static void client_handle_text(void *opaque, const char *text, size_t len, bool too_big)
+{
+    QmpClient *c = opaque;
+    if (c->closing) {
+        return;
+    }
+    g_autoptr(JsonParser) p = json_parser_new_immutable();
+    g_autoptr(GError) err = NULL;
+    if (too_big) {
+        g_autoptr(JsonNode) e = qmp_error("GenericError", "JSON parse error, %s",
+                                          "token or nesting too large");
+        client_write(c, e);
+        return;
+    }
+    if (!json_parser_load_from_data(p, text, (gssize)len, &err)) {
+        g_autoptr(JsonNode) e = qmp_error("GenericError", "JSON parse error, %s", err->message);
+        client_write(c, e);
+        return;
+    }
+    JsonNode *root = json_parser_get_root(p);
+    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
+        g_autoptr(JsonNode) e = qmp_error("GenericError", "QMP input must be a JSON object");
+        client_write(c, e);
+        return;
+    }
+    JsonObject *req = json_node_get_object(root);
+    g_autoptr(JsonNode) reply = dispatch(c, req);
+    JsonNode *id = json_object_get_member(req, "id");
+    if (id) {
+        json_object_set_member(json_node_get_object(reply), "id", json_node_copy(id));
+    }
+    client_write(c, reply);
+}
+
+/* ---- socket I/O on the monitor thread ---- */
+
+static void client_flush(QmpClient *c);
+
+static gboolean client_out_ready(gint fd, GIOCondition cond, gpointer opaque)
+{
+    QmpClient *c = opaque;
+    client_flush(c);
+    if (c->closing && c->out->len == 0) {
+        client_close(c); /* also destroys this source: glib allows that from its callback */
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+/* Sends what it can without blocking; the rest waits for POLLOUT. Never frees c. */
+static void client_flush(QmpClient *c)
+{
+    while (c->out->len > 0) {
+        ssize_t n = send(c->fd, c->out->str, c->out->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            break;
+        }
+        if (n <= 0) {
+            c->out->len = 0;
+            c->closing = true;
+            break;
+        }
+        g_string_erase(c->out, 0, n);
+    }
+    bool pending = c->out->len > 0;
+    if (pending && !c->out_src) {
+        c->out_src = g_unix_fd_source_new(c->fd, G_IO_OUT);
+        g_source_set_callback(c->out_src, G_SOURCE_FUNC(client_out_ready), c, NULL);
+        g_source_attach(c->out_src, iothread_context(c->l->s->thread));
+    } else if (!pending && c->out_src) {
+        iothread_remove_source(c->out_src);
+        c->out_src = NULL;
+    }
+}
+
+/*
+ * QEMU's JSON formatting, which clients may compare byte for byte: ", " and
+ * ": " separators, members in insertion order, non-ASCII and control
+ * characters as \u escapes.
+ */
+static void json_append_string(GString *out, const char *str)
+{
+    g_string_append_c(out, '"');
+    for (const char *p = str; *p; p = g_utf8_next_char(p)) {
+        gunichar ch = g_utf8_get_char_validated(p, -1);
+        switch (ch) {
+        case '"': g_string_append(out, "\\\""); break;
+        case '\\': g_string_append(out, "\\\\"); break;
+        case '\b': g_string_append(out, "\\b"); break;
+        case '\f': g_string_append(out, "\\f"); break;
+        case '\n': g_string_append(out, "\\n"); break;
+        case '\r': g_string_append(out, "\\r"); break;
+        case '\t': g_string_append(out, "\\t"); break;
+        default:
+            if (ch == (gunichar)-1 || ch == (gunichar)-2) {
+                g_string_append(out, "\\ufffd"); /* invalid UTF-8 */
+                g_string_append_c(out, '"');
+                return;
+            }
+            if (ch >= 0x20 && ch < 0x7f) {
+                g_string_append_c(out, (char)ch);
+            } else if (ch < 0x10000) {
+                g_string_append_printf(out, "\\u%04x", ch);
+            } else {
+                ch -= 0x10000;
+                g_string_append_printf(out, "\\u%04x\\u%04x", 0xd800 | (ch >> 10),
+                                       0xdc00 | (ch & 0x3ff));
+            }
+        }
+    }
+    g_string_append_c(out, '"');
+}
+
+static void json_append(GString *out, JsonNode *node)
+{
+    switch (JSON_NODE_TYPE(node)) {
+    case JSON_NODE_OBJECT: {
+        JsonObject *o = json_node_get_object(node);
+        g_autoptr(GList) members = json_object_get_members(o);
+        g_string_append_c(out, '{');
+        for (GList *m = members; m; m = m->next) {
+            json_append_string(out, m->data);
+            g_string_append(out, ": ");
+            json_append(out, json_object_get_member(o, m->data));
+            if (m->next) {
+                g_string_append(out, ", ");
+            }
+        }
+        g_string_append_c(out, '}');
+        break;
+    }
+    case JSON_NODE_ARRAY: {
+        JsonArray *a = json_node_get_array(node);
+        g_string_append_c(out, '[');
+        for (guint i = 0; i < json_array_get_length(a); i++) {
+            if (i) {
+                g_string_append(out, ", ");
+            }
+            json_append(out, json_array_get_element(a, i));
+        }
+        g_string_append_c(out, ']');
+        break;
+    }
+    case JSON_NODE_NULL:
+        g_string_append(out, "null");
+        break;
+    case JSON_NODE_VALUE:
+        switch (json_node_get_value_type(node)) {
+        case G_TYPE_INT64:
+            g_string_append_printf(out, "%" G_GINT64_FORMAT, json_node_get_int(node));
+            break;
+        case G_TYPE_DOUBLE: {
+            char buf[G_ASCII_DTOSTR_BUF_SIZE];
+            g_string_append(out, g_ascii_dtostr(buf, sizeof(buf), json_node_get_double(node)));
+            break;
+        }
+        case G_TYPE_BOOLEAN:
+            g_string_append(out, json_node_get_boolean(node) ? "true" : "false");
+            break;
+        default:
+            json_append_string(out, json_node_get_string(node));
+            break;
+        }
+        break;
+    }
+}
+
+static void client_write(QmpClient *c, JsonNode *node)
+{
+    json_append(c->out, node);
+    g_string_append(c->out, "\r\n");
+    client_flush(c);
+}
+
+static void listener_watch(QmpListener *l);
+
+static void client_close(QmpClient *c)
+{
+    QmpListener *l = c->l;
+    iothread_remove_source(c->in_src);
+    iothread_remove_source(c->out_src);
+    close(c->fd);
+    g_string_free(c->out, TRUE);
+    qmp_framer_free(c->framer);
+    g_free(c);
+    l->client = NULL;
+    listener_watch(l); /* the next client may come in */
+}
+
+static void client_readable(void *opaque)
+{
+    QmpClient *c = opaque;
+    char buf[4096];
+    ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        return;
+    }
+    if (n <= 0) {
+        client_close(c);
+        return;
+    }
+    qmp_framer_feed(c->framer, buf, (size_t)n, client_handle_text, c);
+    if (c->closing && c->out->len == 0) {
+        client_close(c);
+    }
+}
+
+static JsonNode *greeting(void)
+{
+    g_autoptr(JsonNode) v = cmd_query_version(NULL, NULL);
+    JsonNode *version = json_node_copy(json_object_get_member(json_node_get_object(v), "return"));
+    JsonObject *qmp = json_object_new();
+    json_object_set_member(qmp, "version", version);
+    JsonArray *caps = json_array_new();
+    json_array_add_string_element(caps, "oob");
+    json_object_set_array_member(qmp, "capabilities", caps);
+    JsonObject *o = json_object_new();
+    json_object_set_object_member(o, "QMP", qmp);
+    return object_node(o);
+}
+
+static void listener_accept(void *opaque)
+{
+    QmpListener *l = opaque;
+    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+        return;
+    }
+    /* One client at a time: stop accepting until this one leaves. */
+    iothread_remove_source(l->accept_src);
+    l->accept_src = NULL;
+    QmpClient *c = g_new0(QmpClient, 1);
+    c->l = l;
+    c->fd = fd;
+    c->out = g_string_new(NULL);
+    c->framer = qmp_framer_new();
+    l->client = c;
+    c->in_src = iothread_add_fd(l->s->thread, fd, client_readable, c);
+    g_autoptr(JsonNode) g = greeting();
+    client_write(c, g);
+}
+
+static void listener_watch(QmpListener *l)
+{
+    if (!l->accept_src) {
+        l->accept_src = iothread_add_fd(l->s->thread, l->fd, listener_accept, l);
+    }
+}
+
+/* ---- set-up ---- */
+
+QmpServer *qmp_server_new(const QmpMachineOps *ops, void *opaque, GError **error)
+{
+    g_autoptr(QmpServer) s = g_new0(QmpServer, 1);
+    s->ops = ops;
+    s->opaque = opaque;
+    s->listeners = g_ptr_array_new();
+    s->thread = iothread_new("monitor", error);
+    if (!s->thread) {
+        return NULL;
+    }
+    return g_steal_pointer(&s);
+}
+
+typedef struct {
+    QmpServer *s;
+    int fd;
+    char *path;
+} AddListener;
+
+static void add_listener_cb(void *opaque)
+{
+    AddListener *a = opaque;
+    QmpListener *l = g_new0(QmpListener, 1);
+    l->s = a->s;
+    l->fd = a->fd;
+    l->path = a->path;
+    g_ptr_array_add(a->s->listeners, l);
+    listener_watch(l);
+}
+
+bool qmp_server_listen_fd(QmpServer *s, int fd, GError **error)
+{
+    int listening = 0;
+    socklen_t sl = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &sl) < 0 || !listening) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "fd %d is not a listening socket",
+                    fd);
+        return false;
+    }
+    g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+    AddListener a = {.s = s, .fd = fd};
+    iothread_run_sync(s->thread, add_listener_cb, &a);
+    return true;
+}
+
+static int listen_unix(const char *path, GError **error)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "socket path too long: %s", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    unlink(path); /* a stale socket from an earlier run, as QEMU does */
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+        qlite_error_errno(error, errno, "cannot listen on %s", path);
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+static int listen_tcp(const char *hostport, GError **error)
+{
+    g_autoptr(GSocketAddressEnumerator) en = NULL;
+    g_autoptr(GSocketConnectable) addr = g_network_address_parse(hostport, 0, error);
+    if (!addr) {
+        return -1;
+    }
+    en = g_socket_connectable_enumerate(addr);
+    g_autoptr(GSocketAddress) sa = g_socket_address_enumerator_next(en, NULL, error);
+    if (!sa) {
+        return -1;
+    }
+    g_autoptr(GSocket) sock = g_socket_new(g_socket_address_get_family(sa), G_SOCKET_TYPE_STREAM,
+                                           G_SOCKET_PROTOCOL_TCP, error);
+    if (!sock || !g_socket_bind(sock, sa, TRUE, error) || !g_socket_listen(sock, error)) {
+        g_prefix_error(error, "cannot listen on %s: ", hostport);
+        return -1;
+    }
+    return dup(g_socket_get_fd(sock));
+}
+
+bool qmp_server_listen(QmpServer *s, const char *spec, GError **error)
+{
+    g_auto(GStrv) parts = g_strsplit(spec, ",", -1);
+    bool server = false, nowait = false;
+    for (int i = 1; parts[i]; i++) {
+        if (strcmp(parts[i], "server=on") == 0 || strcmp(parts[i], "server") == 0) {
+            server = true;
+        } else if (strcmp(parts[i], "wait=off") == 0 || strcmp(parts[i], "nowait") == 0) {
+            nowait = true;
+        } else {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "unsupported option '%s'",
+                        parts[i]);
+            return false;
+        }
+    }
+    if (!server || !nowait) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "only listening monitors are supported: add server=on,wait=off");
+        return false;
+    }
+    int fd;
+    char *path = NULL;
+    if (g_str_has_prefix(parts[0], "unix:")) {
+        path = g_strdup(parts[0] + 5);
+        fd = listen_unix(path, error);
+    } else if (g_str_has_prefix(parts[0], "tcp:")) {
+        fd = listen_tcp(parts[0] + 4, error);
+    } else {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "'%s' is not a monitor address (unix:PATH or tcp:HOST:PORT)", parts[0]);
+        return false;
+    }
+    if (fd < 0) {
+        g_free(path);
+        return false;
+    }
+    g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+    AddListener a = {.s = s, .fd = fd, .path = path};
+    iothread_run_sync(s->thread, add_listener_cb, &a);
+    return true;
+}
+
+static void free_listeners_cb(void *opaque)
+{
+    QmpServer *s = opaque;
+    for (guint i = 0; i < s->listeners->len; i++) {
+        QmpListener *l = g_ptr_array_index(s->listeners, i);
+        if (l->client) {
+            client_flush(l->client);
+            client_close(l->client);
+        }
+        iothread_remove_source(l->accept_src);
+        close(l->fd);
+        if (l->path) {
+            unlink(l->path);
+        }
+        g_free(l->path);
+        g_free(l);
+    }
+    g_ptr_array_set_size(s->listeners, 0);
+}
+
+void qmp_server_free(QmpServer *s)
+{
+    if (!s) {
+        return;
+    }
+    if (s->thread) {
+        iothread_run_sync(s->thread, free_listeners_cb, s);
+        iothread_free(s->thread);
+    }
+    g_ptr_array_free(s->listeners, TRUE);
+    g_free(s);
+}

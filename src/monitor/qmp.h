@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * QMP, the QEMU Machine Protocol, as QEMU 7.2 speaks it (../shared/docs/
+ * qmp-notes.md): JSON objects over a socket, CRLF-terminated replies, a
+ * greeting, capabilities negotiation, commands with echoed ids, events.
+ *
+ * All monitors share one thread with its own GMainContext: a slow client
+ * never stalls a vCPU, and commands run one at a time, in order. Commands
+ * reach the machine through QmpMachineOps; events come from any thread.
+ */
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <stdbool.h>
+
+typedef struct QmpServer QmpServer;
+
+typedef struct QmpCpuInfo {
+    unsigned index;
+    int thread_id;
+} QmpCpuInfo;
+
+/* What commands need from the machine; every call comes from the monitor thread. */
+typedef struct QmpMachineOps {
+    const char *(*status)(void *opaque); /* "running", "paused", "prelaunch", ... */
+    void (*stop)(void *opaque);
+    void (*cont)(void *opaque);
+    void (*system_reset)(void *opaque);
+    void (*quit)(void *opaque);
+    const char *(*name)(void *opaque); /* NULL when -name was not given */
+    /* Fills up to max entries, returns how many vCPUs there are. */
+    unsigned (*cpus)(void *opaque, QmpCpuInfo *out, unsigned max);
+} QmpMachineOps;
+
+QmpServer *qmp_server_new(const QmpMachineOps *ops, void *opaque, GError **error);
+void qmp_server_free(QmpServer *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(QmpServer, qmp_server_free)
+
+/*
+ * A listening monitor: "unix:PATH,server=on,wait=off", "tcp:HOST:PORT,server=on,wait=off",
+ * or an already listening socket fd (-chardev socket,fd=N).
+ */
+bool qmp_server_listen(QmpServer *s, const char *spec, GError **error);
+bool qmp_server_listen_fd(QmpServer *s, int fd, GError **error);
+
+/*
+ * Sends an event to every negotiated client; data may be NULL (taken over).
+ * From the monitor thread (inside a command) it goes out at once, before the
+ * command's reply; from any other thread it is queued to the monitor thread.
+ */
+void qmp_server_event(QmpServer *s, const char *name, JsonNode *data);
+
+/* Splits a byte stream into complete top-level JSON texts (exposed for tests). */
+typedef struct QmpFramer QmpFramer;
+QmpFramer *qmp_framer_new(void);
+void qmp_framer_free(QmpFramer *f);
+/* Feeds bytes; calls cb once per complete text (or per text that broke the limits). */
+void qmp_framer_feed(QmpFramer *f, const char *data, size_t len,
+                     void (*cb)(void *opaque, const char *text, size_t len, bool too_big),
+                     void *opaque);
