@@ -235,7 +235,9 @@ void qmp_server_event(QmpServer *s, const char *name, JsonNode *data)
     QueuedEvent *q = g_new(QueuedEvent, 1);
     q->s = s;
     q->event = ev;
-    g_main_context_invoke(iothread_context(s->thread), event_dispatch, q);
+    /* The priority of iothread_run_sync: an event queued before the server is freed goes out. */
+    g_main_context_invoke_full(iothread_context(s->thread), G_PRIORITY_HIGH, event_dispatch, q,
+                               NULL);
 }
 
 /* ---- commands ---- */
