@@ -31,6 +31,18 @@ static void acpi_pm_read(void *opaque, uint64_t offset, uint8_t *data, unsigned 
     g_mutex_unlock(&pm->lock);
 }
 
+/* The SCI follows the enabled status bits (only the power button is implemented). */
+static void acpi_pm_update_sci_locked(AcpiPm *pm)
+{
+    bool level = (pm->r.pm1_sts & pm->r.pm1_en & ACPI_PM1_PWRBTN) != 0;
+    if (level != pm->sci) {
+        pm->sci = level;
+        if (pm->ops->set_sci) {
+            pm->ops->set_sci(pm->opaque, level);
+        }
+    }
+}
+
 static void acpi_pm_write(void *opaque, uint64_t offset, const uint8_t *data, unsigned len)
 {
     AcpiPm *pm = opaque;
@@ -56,9 +68,10 @@ static void acpi_pm_write(void *opaque, uint64_t offset, const uint8_t *data, un
             *reg = (*reg & ~mask) | v;
         }
     }
+    acpi_pm_update_sci_locked(pm);
     g_mutex_unlock(&pm->lock);
-    if (off && pm->poweroff) {
-        pm->poweroff(pm->opaque);
+    if (off && pm->ops->poweroff) {
+        pm->ops->poweroff(pm->opaque);
     }
 }
 
@@ -72,14 +85,23 @@ void acpi_pm_reset(AcpiPm *pm)
     g_mutex_lock(&pm->lock);
     memset(&pm->r, 0, sizeof(pm->r));
     pm->r.pm1_cnt = PM1_CNT_SCI_EN; /* no SMM: the machine is always in ACPI mode */
+    acpi_pm_update_sci_locked(pm);
     g_mutex_unlock(&pm->lock);
 }
 
-AcpiPm *acpi_pm_new(void (*poweroff)(void *opaque), void *opaque)
+void acpi_pm_power_button(AcpiPm *pm)
+{
+    g_mutex_lock(&pm->lock);
+    pm->r.pm1_sts |= ACPI_PM1_PWRBTN;
+    acpi_pm_update_sci_locked(pm);
+    g_mutex_unlock(&pm->lock);
+}
+
+AcpiPm *acpi_pm_new(const AcpiPmOps *ops, void *opaque)
 {
     AcpiPm *pm = g_new0(AcpiPm, 1);
     g_mutex_init(&pm->lock);
-    pm->poweroff = poweroff;
+    pm->ops = ops;
     pm->opaque = opaque;
     acpi_pm_reset(pm);
     return pm;

@@ -3,11 +3,14 @@
 
 /*
  * ACPI fixed-hardware PM1a event and control blocks (ACPI 6.4 §4.8.3):
- * just enough for a guest to power off through \_S5 and SLP_EN.
+ * power-off through \_S5 and SLP_EN, and the fixed power button (§4.8.3.1:
+ * PWRBTN_STS raises the SCI while the guest enabled it), which is how
+ * system_powerdown asks an ACPI guest to shut down.
  */
 #include "mem/bus.h"
 
 #include <glib.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define ACPI_PM_BASE      0x600
@@ -25,16 +28,26 @@ typedef struct AcpiPmRegs {
     uint16_t pm1_cnt;
 } AcpiPmRegs;
 
+#define ACPI_PM1_PWRBTN 0x0100 /* PWRBTN_STS / PWRBTN_EN */
+
+typedef struct AcpiPmOps {
+    void (*poweroff)(void *opaque);
+    void (*set_sci)(void *opaque, bool level); /* the SCI line, level-triggered */
+} AcpiPmOps;
+
 typedef struct AcpiPm {
     GMutex lock;
     AcpiPmRegs r;
-    void (*poweroff)(void *opaque);
+    bool sci;
+    const AcpiPmOps *ops;
     void *opaque;
 } AcpiPm;
 
 extern const BusOps acpi_pm_bus_ops;
 
-AcpiPm *acpi_pm_new(void (*poweroff)(void *opaque), void *opaque);
+AcpiPm *acpi_pm_new(const AcpiPmOps *ops, void *opaque);
 void acpi_pm_free(AcpiPm *pm);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(AcpiPm, acpi_pm_free)
 void acpi_pm_reset(AcpiPm *pm);
+/* The power button was pressed (QMP system_powerdown). */
+void acpi_pm_power_button(AcpiPm *pm);

@@ -246,6 +246,12 @@ static void machine_poweroff(void *opaque)
     machine_shutdown(opaque, QLITE_EXIT_OK, true, "guest-shutdown");
 }
 
+static void machine_set_sci(void *opaque, bool level)
+{
+    Machine *m = opaque;
+    kvm_irq_line(m->kvm, ACPI_SCI_IRQ, level);
+}
+
 static void machine_debug_exit(void *opaque, int status)
 {
     machine_request_exit(opaque, status, "isa-debug-exit");
@@ -394,6 +400,13 @@ static void qmp_system_reset(void *opaque)
     machine_reset(opaque, false, "host-qmp-system-reset");
 }
 
+static void qmp_system_powerdown(void *opaque)
+{
+    Machine *m = opaque;
+    qmp_server_event(m->qmp, "POWERDOWN", NULL);
+    acpi_pm_power_button(m->pm);
+}
+
 static void qmp_quit(void *opaque)
 {
     machine_shutdown(opaque, QLITE_EXIT_OK, false, "host-qmp-quit");
@@ -419,6 +432,7 @@ static const QmpMachineOps machine_qmp_ops = {
     .stop = qmp_stop,
     .cont = qmp_cont,
     .system_reset = qmp_system_reset,
+    .system_powerdown = qmp_system_powerdown,
     .quit = qmp_quit,
     .name = qmp_name,
     .cpus = qmp_cpus,
@@ -495,7 +509,8 @@ static bool machine_add_devices(Machine *m, GError **error)
     }
     m->rtc = rtc_new(host_now);
     m->kbd = i8042_new(machine_kbd_reset, m);
-    m->pm = acpi_pm_new(machine_poweroff, m);
+    static const AcpiPmOps pm_ops = {.poweroff = machine_poweroff, .set_sci = machine_set_sci};
+    m->pm = acpi_pm_new(&pm_ops, m);
     if (!bus_register(m->pio, RTC_BASE, 2, &rtc_bus_ops, m->rtc, "rtc", error) ||
         !bus_register(m->pio, I8042_DATA_PORT, I8042_CMD_PORT - I8042_DATA_PORT + 1,
                       &i8042_bus_ops, m->kbd, "i8042", error) ||

@@ -68,11 +68,17 @@ void qmp_framer_feed(QmpFramer *f, const char *data, size_t len,
         if (f->scalar && (space || c == '{' || c == '[')) {
             framer_emit(f, cb, opaque);
         }
-        if (f->depth == 0 && !f->scalar && f->quote == 0) {
+        if (f->depth == 0 && !f->scalar && f->quote == 0 && f->buf->len == 0) {
             if (space) {
                 continue;
             }
-            if (c != '{' && c != '[') {
+            if (c == '}' || c == ']') {
+                /* A stray closer is a text of its own: the parser reports it at once. */
+                g_string_append_c(f->buf, c);
+                framer_emit(f, cb, opaque);
+                continue;
+            }
+            if (c != '{' && c != '[' && c != '"' && c != '\'') {
                 f->scalar = true;
             }
         }
@@ -91,6 +97,9 @@ void qmp_framer_feed(QmpFramer *f, const char *data, size_t len,
                 f->escape = true;
             } else if (c == f->quote) {
                 f->quote = 0;
+                if (f->depth == 0) {
+                    framer_emit(f, cb, opaque); /* a top-level string */
+                }
             }
             continue;
         }
@@ -118,6 +127,7 @@ typedef struct {
     GString *out;
     QmpFramer *framer;
     bool negotiated;
+    bool oob; /* the client enabled the oob capability */
     bool closing; /* close once the output is flushed */
 } QmpClient;
 
@@ -196,11 +206,11 @@ static JsonNode *event_node(const char *name, JsonNode *data)
     json_object_set_int_member(ts, "seconds", now / G_USEC_PER_SEC);
     json_object_set_int_member(ts, "microseconds", now % G_USEC_PER_SEC);
     JsonObject *o = json_object_new();
+    json_object_set_object_member(o, "timestamp", ts); /* QEMU's member order */
     json_object_set_string_member(o, "event", name);
     if (data) {
         json_object_set_member(o, "data", data);
     }
-    json_object_set_object_member(o, "timestamp", ts);
     return object_node(o);
 }
 
@@ -247,7 +257,8 @@ typedef JsonNode *(*QmpHandler)(QmpServer *s, JsonObject *args);
 typedef struct {
     const char *name;
     QmpHandler fn;
-    const char *const *params; /* accepted argument names, NULL-terminated */
+    const char *const *params;   /* accepted argument names, NULL-terminated */
+    const char *const *required; /* those that must be there, of type string */
 } QmpCommand;
 
 static JsonNode *cmd_query_version(QmpServer *s, JsonObject *args)
@@ -265,10 +276,11 @@ static JsonNode *cmd_query_version(QmpServer *s, JsonObject *args)
 static JsonNode *cmd_query_status(QmpServer *s, JsonObject *args)
 {
     const char *st = s->ops->status(s->opaque);
+    /* QEMU's member order. */
     JsonObject *o = json_object_new();
-    json_object_set_boolean_member(o, "running", strcmp(st, "running") == 0);
-    json_object_set_boolean_member(o, "singlestep", FALSE);
     json_object_set_string_member(o, "status", st);
+    json_object_set_boolean_member(o, "singlestep", FALSE);
+    json_object_set_boolean_member(o, "running", strcmp(st, "running") == 0);
     return qmp_return(object_node(o));
 }
 
@@ -300,12 +312,12 @@ static JsonNode *cmd_query_cpus_fast(QmpServer *s, JsonObject *args)
         json_object_set_int_member(props, "core-id", cpus[i].index);
         json_object_set_int_member(props, "thread-id", 0);
         json_object_set_int_member(props, "socket-id", 0);
-        JsonObject *o = json_object_new();
-        json_object_set_int_member(o, "cpu-index", cpus[i].index);
-        g_autofree char *path = g_strdup_printf("/machine/unattached/device[%u]", cpus[i].index);
-        json_object_set_string_member(o, "qom-path", path);
+        JsonObject *o = json_object_new(); /* QEMU's member order */
         json_object_set_int_member(o, "thread-id", cpus[i].thread_id);
         json_object_set_object_member(o, "props", props);
+        g_autofree char *path = g_strdup_printf("/machine/unattached/device[%u]", cpus[i].index);
+        json_object_set_string_member(o, "qom-path", path);
+        json_object_set_int_member(o, "cpu-index", cpus[i].index);
         json_object_set_string_member(o, "target", "x86_64");
         json_array_add_object_element(a, o);
     }
@@ -332,28 +344,87 @@ static JsonNode *cmd_system_reset(QmpServer *s, JsonObject *args)
     return qmp_return(NULL);
 }
 
+static JsonNode *cmd_system_powerdown(QmpServer *s, JsonObject *args)
+{
+    s->ops->system_powerdown(s->opaque);
+    return qmp_return(NULL);
+}
+
 static JsonNode *cmd_quit(QmpServer *s, JsonObject *args)
 {
     s->ops->quit(s->opaque);
     return qmp_return(NULL);
 }
 
+static JsonNode *string_return(const char *text)
+{
+    JsonNode *n = json_node_new(JSON_NODE_VALUE);
+    json_node_set_string(n, text);
+    return qmp_return(n);
+}
+
+/*
+ * The human monitor, the few commands managers send through QMP; output as
+ * QEMU's, CRLF line ends. Anything else gets QEMU's "unknown command" text.
+ */
+static JsonNode *cmd_hmp(QmpServer *s, JsonObject *args)
+{
+    g_autofree char *line = g_strstrip(g_strdup(json_object_get_string_member(args, "command-line")));
+    if (!*line) {
+        return string_return("");
+    }
+    if (strcmp(line, "info status") == 0) {
+        const char *st = s->ops->status(s->opaque);
+        g_autofree char *text = g_strdup_printf(
+            "VM status: %s%s%s%s\r\n", strcmp(st, "running") == 0 ? "running" : "paused",
+            strcmp(st, "running") && strcmp(st, "paused") ? " (" : "",
+            strcmp(st, "running") && strcmp(st, "paused") ? st : "",
+            strcmp(st, "running") && strcmp(st, "paused") ? ")" : "");
+        return string_return(text);
+    }
+    if (strcmp(line, "info version") == 0) {
+        g_autofree char *text = g_strdup_printf("%d.%d.%d%s\r\n", QMP_VERSION_MAJOR,
+                                                QMP_VERSION_MINOR, QMP_VERSION_MICRO,
+                                                "qlite " QLITE_VERSION);
+        return string_return(text);
+    }
+    if (strcmp(line, "stop") == 0) {
+        s->ops->stop(s->opaque);
+    } else if (strcmp(line, "cont") == 0 || strcmp(line, "c") == 0) {
+        s->ops->cont(s->opaque);
+    } else if (strcmp(line, "system_reset") == 0) {
+        s->ops->system_reset(s->opaque);
+    } else if (strcmp(line, "system_powerdown") == 0) {
+        s->ops->system_powerdown(s->opaque);
+    } else if (strcmp(line, "quit") == 0 || strcmp(line, "q") == 0) {
+        s->ops->quit(s->opaque);
+    } else {
+        g_autofree char *text = g_strdup_printf("unknown command: '%s'\r\n", line);
+        return string_return(text);
+    }
+    return string_return("");
+}
+
 static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args);
 
 static const char *const no_params[] = {NULL};
+static const char *const hmp_params[] = {"command-line", "cpu-index", NULL};
+static const char *const hmp_required[] = {"command-line", NULL};
 
 static const QmpCommand qmp_commands[] = {
-    {"qmp_capabilities", NULL, (const char *const[]){"enable", NULL}},
-    {"query-version", cmd_query_version, no_params},
-    {"query-commands", cmd_query_commands, no_params},
-    {"query-status", cmd_query_status, no_params},
-    {"query-name", cmd_query_name, no_params},
-    {"query-kvm", cmd_query_kvm, no_params},
-    {"query-cpus-fast", cmd_query_cpus_fast, no_params},
-    {"stop", cmd_stop, no_params},
-    {"cont", cmd_cont, no_params},
-    {"system_reset", cmd_system_reset, no_params},
-    {"quit", cmd_quit, no_params},
+    {"qmp_capabilities", NULL, (const char *const[]){"enable", NULL}, no_params},
+    {"query-version", cmd_query_version, no_params, no_params},
+    {"query-commands", cmd_query_commands, no_params, no_params},
+    {"query-status", cmd_query_status, no_params, no_params},
+    {"query-name", cmd_query_name, no_params, no_params},
+    {"query-kvm", cmd_query_kvm, no_params, no_params},
+    {"query-cpus-fast", cmd_query_cpus_fast, no_params, no_params},
+    {"stop", cmd_stop, no_params, no_params},
+    {"cont", cmd_cont, no_params, no_params},
+    {"system_reset", cmd_system_reset, no_params, no_params},
+    {"system_powerdown", cmd_system_powerdown, no_params, no_params},
+    {"quit", cmd_quit, no_params, no_params},
+    {"human-monitor-command", cmd_hmp, hmp_params, hmp_required},
 };
 
 static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args)
@@ -405,6 +476,13 @@ static JsonNode *dispatch(QmpClient *c, JsonObject *req)
         }
     }
     JsonNode *exec = json_object_get_member(req, "execute");
+    JsonNode *oob = json_object_get_member(req, "exec-oob");
+    if (!exec && oob && c->oob && JSON_NODE_HOLDS_VALUE(oob) &&
+        json_node_get_value_type(oob) == G_TYPE_STRING) {
+        /* No command of ours runs out of band. */
+        return qmp_error("GenericError", "The command %s does not support OOB",
+                         json_node_get_string(oob));
+    }
     if (!exec) {
         return qmp_error("GenericError", "QMP input lacks member 'execute'");
     }
@@ -425,6 +503,17 @@ static JsonNode *dispatch(QmpClient *c, JsonObject *req)
         return qmp_error("CommandNotFound", "The command %s has not been found", name);
     }
     JsonObject *args = argn ? json_node_get_object(argn) : NULL;
+    /* As QEMU: a missing argument is reported before an unexpected one. */
+    for (const char *const *r = cmd->required; *r; r++) {
+        JsonNode *v = args ? json_object_get_member(args, *r) : NULL;
+        if (!v) {
+            return qmp_error("GenericError", "Parameter '%s' is missing", *r);
+        }
+        if (!JSON_NODE_HOLDS_VALUE(v) || json_node_get_value_type(v) != G_TYPE_STRING) {
+            return qmp_error("GenericError", "Invalid parameter type for '%s', expected: string",
+                             *r);
+        }
+    }
     if (args) {
         g_autoptr(GList) keys = json_object_get_members(args);
         for (GList *k = keys; k; k = k->next) {
@@ -435,11 +524,28 @@ static JsonNode *dispatch(QmpClient *c, JsonObject *req)
         }
     }
     if (!cmd->fn) { /* qmp_capabilities */
+        JsonNode *enable = args ? json_object_get_member(args, "enable") : NULL;
+        if (enable && !JSON_NODE_HOLDS_ARRAY(enable)) {
+            return qmp_error("GenericError", "Invalid parameter type for 'enable', expected: array");
+        }
+        for (guint i = 0; enable && i < json_array_get_length(json_node_get_array(enable)); i++) {
+            JsonNode *cap = json_array_get_element(json_node_get_array(enable), i);
+            if (!JSON_NODE_HOLDS_VALUE(cap) || json_node_get_value_type(cap) != G_TYPE_STRING ||
+                strcmp(json_node_get_string(cap), "oob") != 0) {
+                /* QEMU's message names 'null', not 'enable'. */
+                return qmp_error("GenericError", "Parameter 'null' does not accept value '%s'",
+                                 JSON_NODE_HOLDS_VALUE(cap) &&
+                                         json_node_get_value_type(cap) == G_TYPE_STRING
+                                     ? json_node_get_string(cap)
+                                     : "");
+            }
+        }
         if (c->negotiated) {
             return qmp_error("CommandNotFound",
                              "Capabilities negotiation is already complete, command ignored");
         }
         c->negotiated = true;
+        c->oob = enable && json_array_get_length(json_node_get_array(enable)) > 0;
         return qmp_return(NULL);
     }
     return cmd->fn(c->l->s, args);
@@ -473,8 +579,18 @@ static void client_handle_text(void *opaque, const char *text, size_t len, bool 
     JsonObject *req = json_node_get_object(root);
     g_autoptr(JsonNode) reply = dispatch(c, req);
     JsonNode *id = json_object_get_member(req, "id");
+    JsonObject *r = json_node_get_object(reply);
+    if (id && json_object_has_member(r, "error")) {
+        /* QEMU's member order: {"id": ..., "error": ...} but {"return": ..., "id": ...}. */
+        JsonObject *o = json_object_new();
+        json_object_set_member(o, "id", json_node_copy(id));
+        json_object_set_member(o, "error", json_node_copy(json_object_get_member(r, "error")));
+        g_autoptr(JsonNode) ordered = object_node(o);
+        client_write(c, ordered);
+        return;
+    }
     if (id) {
-        json_object_set_member(json_node_get_object(reply), "id", json_node_copy(id));
+        json_object_set_member(r, "id", json_node_copy(id));
     }
     client_write(c, reply);
 }

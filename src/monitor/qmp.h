@@ -27,6 +27,7 @@ typedef struct QmpMachineOps {
     void (*stop)(void *opaque);
     void (*cont)(void *opaque);
     void (*system_reset)(void *opaque);
+    void (*system_powerdown)(void *opaque); /* POWERDOWN and the ACPI power button */
     void (*quit)(void *opaque);
     const char *(*name)(void *opaque); /* NULL when -name was not given */
     /* Fills up to max entries, returns how many vCPUs there are. */

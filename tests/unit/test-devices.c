@@ -123,6 +123,15 @@ static void count_poweroff(void *opaque)
     poweroffs++;
 }
 
+static int sci_level;
+
+static void record_sci(void *opaque, bool level)
+{
+    sci_level = level;
+}
+
+static const AcpiPmOps test_pm_ops = {.poweroff = count_poweroff, .set_sci = record_sci};
+
 static void pm_write16(AcpiPm *pm, uint64_t off, uint16_t v)
 {
     uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
@@ -138,7 +147,7 @@ static uint16_t pm_read16(AcpiPm *pm, uint64_t off)
 
 static void test_acpi_pm(void)
 {
-    g_autoptr(AcpiPm) pm = acpi_pm_new(count_poweroff, NULL);
+    g_autoptr(AcpiPm) pm = acpi_pm_new(&test_pm_ops, NULL);
     poweroffs = 0;
     g_assert_cmphex(pm_read16(pm, 4) & 1, ==, 1); /* SCI_EN: always in ACPI mode */
     pm_write16(pm, 2, 0x0100);
@@ -154,6 +163,25 @@ static void test_acpi_pm(void)
     pm_write16(pm, 4, (5 << 10) | 0x2000); /* S5 */
     g_assert_cmpint(poweroffs, ==, 1);
     g_assert_cmphex(pm_read16(pm, 4) & 0x2000, ==, 0); /* SLP_EN reads as 0 */
+}
+
+/* ACPI 6.4 §4.8.3.1: the power button raises the SCI only while enabled; writing 1 clears it. */
+static void test_power_button(void)
+{
+    g_autoptr(AcpiPm) pm = acpi_pm_new(&test_pm_ops, NULL);
+    sci_level = 0;
+    acpi_pm_power_button(pm);
+    g_assert_cmphex(pm_read16(pm, 0) & ACPI_PM1_PWRBTN, ==, ACPI_PM1_PWRBTN);
+    g_assert_cmpint(sci_level, ==, 0); /* not enabled yet */
+    pm_write16(pm, 2, ACPI_PM1_PWRBTN); /* PWRBTN_EN */
+    g_assert_cmpint(sci_level, ==, 1);
+    pm_write16(pm, 0, ACPI_PM1_PWRBTN); /* the guest acknowledges */
+    g_assert_cmpint(sci_level, ==, 0);
+    g_assert_cmphex(pm_read16(pm, 0) & ACPI_PM1_PWRBTN, ==, 0);
+    acpi_pm_power_button(pm);
+    g_assert_cmpint(sci_level, ==, 1);
+    acpi_pm_reset(pm); /* power-on: nothing enabled, nothing pending */
+    g_assert_cmpint(sci_level, ==, 0);
 }
 
 static void test_debug_exit(void)
@@ -173,6 +201,7 @@ int main(int argc, char **argv)
     g_test_add_func("/rtc/nvram", test_rtc_nvram);
     g_test_add_func("/i8042/commands", test_i8042);
     g_test_add_func("/acpi-pm/sleep", test_acpi_pm);
+    g_test_add_func("/acpi-pm/power-button", test_power_button);
     g_test_add_func("/debug-exit/status", test_debug_exit);
     return g_test_run();
 }
