@@ -19,7 +19,7 @@ status=0
 if [ $# -gt 0 ]; then
     meson test -C "$builddir" --print-errorlogs "$@" || status=$?
 else
-    meson test -C "$builddir" --print-errorlogs --suite unit --suite boot --suite bench || status=$?
+    meson test -C "$builddir" --print-errorlogs --suite unit --suite boot --suite qmp --suite bench || status=$?
 fi
 
 # One closing line any CI reader understands.

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <glib-unix.h>
+#include <glib/gstdio.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -427,6 +428,26 @@ static unsigned qmp_cpus(void *opaque, QmpCpuInfo *out, unsigned max)
     return m->cpus->n;
 }
 
+static unsigned qmp_blocks(void *opaque, QmpBlockInfo *out, unsigned max)
+{
+    Machine *m = opaque;
+    unsigned n = m->cfg.disks ? m->cfg.disks->len : 0;
+    for (unsigned i = 0; i < n && i < max; i++) {
+        const DriveConfig *d = g_ptr_array_index(m->cfg.disks, i);
+        GStatBuf st;
+        out[i] = (QmpBlockInfo){
+            .device = d->id,
+            .file = d->file,
+            .readonly = d->readonly,
+            .writeback = d->cache != BLOCK_CACHE_WRITETHROUGH && d->cache != BLOCK_CACHE_DIRECTSYNC,
+            .direct = d->cache == BLOCK_CACHE_NONE || d->cache == BLOCK_CACHE_DIRECTSYNC,
+            .no_flush = d->cache == BLOCK_CACHE_UNSAFE,
+            .size = g_stat(d->file, &st) == 0 ? (uint64_t)st.st_size : 0,
+        };
+    }
+    return n;
+}
+
 static const QmpMachineOps machine_qmp_ops = {
     .status = qmp_status,
     .stop = qmp_stop,
@@ -436,6 +457,7 @@ static const QmpMachineOps machine_qmp_ops = {
     .quit = qmp_quit,
     .name = qmp_name,
     .cpus = qmp_cpus,
+    .blocks = qmp_blocks,
 };
 
 static bool machine_add_monitors(Machine *m, GError **error)

@@ -148,6 +148,8 @@ struct QmpServer {
 
 static void client_write(QmpClient *c, JsonNode *node);
 static void client_close(QmpClient *c);
+static void client_flush(QmpClient *c);
+static void json_append(GString *out, JsonNode *node);
 
 static gint64 qmp_now_us(void)
 {
@@ -326,6 +328,56 @@ static JsonNode *cmd_query_cpus_fast(QmpServer *s, JsonObject *args)
     return qmp_return(node);
 }
 
+/* The fields a manager reads from query-block; throttling and the like are all off. */
+static JsonNode *cmd_query_block(QmpServer *s, JsonObject *args)
+{
+    QmpBlockInfo blk[64];
+    unsigned n = MIN(s->ops->blocks(s->opaque, blk, G_N_ELEMENTS(blk)), G_N_ELEMENTS(blk));
+    JsonArray *a = json_array_new();
+    for (unsigned i = 0; i < n; i++) {
+        JsonObject *image = json_object_new();
+        json_object_set_int_member(image, "virtual-size", (gint64)blk[i].size);
+        json_object_set_string_member(image, "filename", blk[i].file);
+        json_object_set_string_member(image, "format", "raw");
+        JsonObject *cache = json_object_new();
+        json_object_set_boolean_member(cache, "no-flush", blk[i].no_flush);
+        json_object_set_boolean_member(cache, "direct", blk[i].direct);
+        json_object_set_boolean_member(cache, "writeback", blk[i].writeback);
+        JsonObject *ins = json_object_new();
+        json_object_set_string_member(ins, "detect_zeroes", "off");
+        json_object_set_object_member(ins, "image", image);
+        json_object_set_boolean_member(ins, "ro", blk[i].readonly);
+        json_object_set_int_member(ins, "backing_file_depth", 0);
+        json_object_set_string_member(ins, "drv", "raw");
+        json_object_set_boolean_member(ins, "encrypted", FALSE);
+        static const char *const limits[] = {"iops_rd", "iops_wr", "iops", "bps_wr", "bps",
+                                             "bps_rd", "write_threshold"};
+        for (size_t k = 0; k < G_N_ELEMENTS(limits); k++) {
+            json_object_set_int_member(ins, limits[k], 0);
+        }
+        json_object_set_object_member(ins, "cache", cache);
+        json_object_set_string_member(ins, "file", blk[i].file);
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "io-status", "ok");
+        json_object_set_string_member(o, "device", blk[i].device);
+        json_object_set_boolean_member(o, "locked", FALSE);
+        json_object_set_boolean_member(o, "removable", FALSE);
+        json_object_set_object_member(o, "inserted", ins);
+        json_object_set_string_member(o, "type", "unknown");
+        json_array_add_object_element(a, o);
+    }
+    JsonNode *node = json_node_alloc();
+    json_node_take_array(json_node_init(node, JSON_NODE_ARRAY), a);
+    return qmp_return(node);
+}
+
+/* No device has an id qlite could unplug by (no hotplug): every id is unknown. */
+static JsonNode *cmd_device_del(QmpServer *s, JsonObject *args)
+{
+    return qmp_error("DeviceNotFound", "Device '%s' not found",
+                     json_object_get_string_member(args, "id"));
+}
+
 static JsonNode *cmd_stop(QmpServer *s, JsonObject *args)
 {
     s->ops->stop(s->opaque);
@@ -410,6 +462,7 @@ static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args);
 static const char *const no_params[] = {NULL};
 static const char *const hmp_params[] = {"command-line", "cpu-index", NULL};
 static const char *const hmp_required[] = {"command-line", NULL};
+static const char *const id_param[] = {"id", NULL};
 
 static const QmpCommand qmp_commands[] = {
     {"qmp_capabilities", NULL, (const char *const[]){"enable", NULL}, no_params},
@@ -419,6 +472,8 @@ static const QmpCommand qmp_commands[] = {
     {"query-name", cmd_query_name, no_params, no_params},
     {"query-kvm", cmd_query_kvm, no_params, no_params},
     {"query-cpus-fast", cmd_query_cpus_fast, no_params, no_params},
+    {"query-block", cmd_query_block, no_params, no_params},
+    {"device_del", cmd_device_del, id_param, id_param},
     {"stop", cmd_stop, no_params, no_params},
     {"cont", cmd_cont, no_params, no_params},
     {"system_reset", cmd_system_reset, no_params, no_params},
@@ -551,6 +606,60 @@ static JsonNode *dispatch(QmpClient *c, JsonObject *req)
     return cmd->fn(c->l->s, args);
 }
 
+/*
+ * json-glib keeps integers as int64; QEMU echoes ids up to 2^64 as sent. For
+ * an unsigned integer id above INT64_MAX, find its digits in the request text
+ * (the top-level "id" member) so the reply can carry them unchanged.
+ */
+static char *big_integer_id(const char *text, size_t len)
+{
+    unsigned depth = 0;
+    char quote = 0;
+    bool escape = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        if (quote) {
+            if (escape) {
+                escape = false;
+            } else if (ch == '\\') {
+                escape = true;
+            } else if (ch == quote) {
+                quote = 0;
+            }
+            continue;
+        }
+        if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            depth--;
+        } else if (ch == '"' || ch == '\'') {
+            bool key = depth == 1 && i + 4 <= len && text[i + 1] == 'i' && text[i + 2] == 'd' &&
+                       text[i + 3] == ch;
+            if (!key) {
+                quote = ch;
+                continue;
+            }
+            size_t j = i + 4;
+            while (j < len && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r' ||
+                               text[j] == '\n' || text[j] == ':')) {
+                j++;
+            }
+            size_t k = j;
+            while (k < len && g_ascii_isdigit(text[k])) {
+                k++;
+            }
+            g_autofree char *digits = g_strndup(text + j, k - j);
+            guint64 v;
+            if (k > j && g_ascii_string_to_unsigned(digits, 10, 0, G_MAXUINT64, &v, NULL) &&
+                v > G_MAXINT64) {
+                return g_steal_pointer(&digits);
+            }
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
 static void client_handle_text(void *opaque, const char *text, size_t len, bool too_big)
 {
     QmpClient *c = opaque;
@@ -580,6 +689,25 @@ static void client_handle_text(void *opaque, const char *text, size_t len, bool 
     g_autoptr(JsonNode) reply = dispatch(c, req);
     JsonNode *id = json_object_get_member(req, "id");
     JsonObject *r = json_node_get_object(reply);
+    g_autofree char *big = id && JSON_NODE_HOLDS_VALUE(id) &&
+                                   json_node_get_value_type(id) == G_TYPE_INT64
+                               ? big_integer_id(text, len)
+                               : NULL;
+    if (big) {
+        /* Spliced as text: {"id": N, "error": ...} or {"return": ..., "id": N}. */
+        bool error = json_object_has_member(r, "error");
+        GString *out = g_string_new(NULL);
+        json_append(out, reply);
+        g_string_truncate(out, out->len - 1);
+        g_autofree char *line =
+            error ? g_strdup_printf("{\"id\": %s, %s}", big, out->str + 1)
+                  : g_strdup_printf("%s, \"id\": %s}", out->str, big);
+        g_string_free(out, TRUE);
+        g_string_append(c->out, line);
+        g_string_append(c->out, "\r\n");
+        client_flush(c);
+        return;
+    }
     if (id && json_object_has_member(r, "error")) {
         /* QEMU's member order: {"id": ..., "error": ...} but {"return": ..., "id": ...}. */
         JsonObject *o = json_object_new();
@@ -596,8 +724,6 @@ static void client_handle_text(void *opaque, const char *text, size_t len, bool 
 }
 
 /* ---- socket I/O on the monitor thread ---- */
-
-static void client_flush(QmpClient *c);
 
 static gboolean client_out_ready(gint fd, GIOCondition cond, gpointer opaque)
 {

@@ -13,6 +13,7 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct QmpServer QmpServer;
 
@@ -20,6 +21,16 @@ typedef struct QmpCpuInfo {
     unsigned index;
     int thread_id;
 } QmpCpuInfo;
+
+typedef struct QmpBlockInfo {
+    const char *device; /* the drive id */
+    const char *file;
+    bool readonly;
+    bool writeback; /* completed writes may be in a volatile cache until a flush */
+    bool direct;    /* O_DIRECT */
+    bool no_flush;  /* cache=unsafe */
+    uint64_t size;
+} QmpBlockInfo;
 
 /* What commands need from the machine; every call comes from the monitor thread. */
 typedef struct QmpMachineOps {
@@ -32,6 +43,7 @@ typedef struct QmpMachineOps {
     const char *(*name)(void *opaque); /* NULL when -name was not given */
     /* Fills up to max entries, returns how many vCPUs there are. */
     unsigned (*cpus)(void *opaque, QmpCpuInfo *out, unsigned max);
+    unsigned (*blocks)(void *opaque, QmpBlockInfo *out, unsigned max);
 } QmpMachineOps;
 
 QmpServer *qmp_server_new(const QmpMachineOps *ops, void *opaque, GError **error);
