@@ -24,6 +24,8 @@ typedef enum {
     OPT_CHARDEV,
     OPT_MON,
     OPT_S,
+    OPT_DAEMONIZE,
+    OPT_PIDFILE,
     OPT_ENABLE_KVM,
     OPT_ACCEL,
     OPT_CPU,
@@ -66,6 +68,9 @@ static const OptDef opt_defs[] = {
      "a listening socket for -mon"},
     {"mon", OPT_MON, true, "chardev=ID,mode=control", "a QMP monitor on a -chardev socket"},
     {"S", OPT_S, false, NULL, "do not start the vCPUs until the monitor's cont"},
+    {"daemonize", OPT_DAEMONIZE, false, NULL,
+     "run in the background once set up (the parent exits when the monitors listen)"},
+    {"pidfile", OPT_PIDFILE, true, "FILE", "write qlite's process id to FILE (locked while running)"},
     {"enable-kvm", OPT_ENABLE_KVM, false, NULL, "accepted: qlite always uses KVM"},
     {"accel", OPT_ACCEL, true, "kvm", "accepted: qlite always uses KVM"},
     {"cpu", OPT_CPU, true, "host", "accepted: the vCPUs are always the host's model"},
@@ -548,6 +553,13 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
     case OPT_S:
         cfg->start_paused = true;
         return true;
+    case OPT_DAEMONIZE:
+        cfg->daemonize = true;
+        return true;
+    case OPT_PIDFILE:
+        g_free(cfg->pidfile);
+        cfg->pidfile = g_strdup(arg);
+        return true;
     case OPT_ACCEL:
         return parse_accel(arg, error);
     case OPT_CPU:
@@ -616,7 +628,14 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
     }
     /* With no display, QEMU's default serial console would be invisible: use stdio. */
     if (!st.serial_set && !st.nodefaults && !cfg->serial) {
-        cfg->serial = g_strdup("stdio");
+        /* A daemon has no terminal: its default COM1 goes nowhere. */
+        cfg->serial = g_strdup(cfg->daemonize ? "null" : "stdio");
+    }
+    if (cfg->daemonize && cfg->serial && strcmp(cfg->serial, "stdio") == 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "-daemonize: the serial console cannot be on stdio "
+                    "(use -serial file:PATH, pty, unix:PATH,server=on or none)");
+        return false;
     }
     if (!cfg->kernel) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,

@@ -2,6 +2,7 @@
 /* qlite: parse the command line, build the PC, run it. */
 #include "cmdline.h"
 #include "machine/pc.h"
+#include "util/daemon.h"
 
 #include <stdio.h>
 
@@ -29,13 +30,35 @@ int main(int argc, char **argv)
         return QLITE_EXIT_OK;
     }
 
+    /* Before any thread exists: fork, and let the parent wait for the set-up. */
+    if (cfg.daemonize && !daemon_start(&err)) {
+        fprintf(stderr, "qlite: %s\n", err->message);
+        machine_config_clear(&cfg);
+        return QLITE_EXIT_ERROR;
+    }
+    g_autofree char *pidfile = g_strdup(cfg.pidfile);
+    if (pidfile && !pidfile_create(pidfile, &err)) {
+        fprintf(stderr, "qlite: %s\n", err->message);
+        machine_config_clear(&cfg);
+        return QLITE_EXIT_ERROR;
+    }
+    bool daemonize = cfg.daemonize;
     Machine *m = machine_new(&cfg, &err);
     machine_config_clear(&cfg);
     if (!m) {
         fprintf(stderr, "qlite: %s\n", err->message);
+        if (pidfile) {
+            pidfile_remove(pidfile);
+        }
         return QLITE_EXIT_ERROR;
+    }
+    if (daemonize) {
+        daemon_ready(); /* the monitors listen: the parent may go */
     }
     int status = machine_run(m);
     machine_free(m);
+    if (pidfile) {
+        pidfile_remove(pidfile);
+    }
     return status;
 }

@@ -89,6 +89,7 @@ void machine_config_clear(MachineConfig *cfg)
     if (cfg->monitors) {
         g_ptr_array_unref(cfg->monitors);
     }
+    g_free(cfg->pidfile);
     memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -36,6 +36,8 @@ typedef struct MachineConfig {
     /* QMP monitors: "unix:PATH,server=on,wait=off", "tcp:...", or "fd:N" (owned strings). */
     GPtrArray *monitors;
     bool start_paused; /* -S */
+    bool daemonize;    /* -daemonize: handled by main.c */
+    char *pidfile;     /* -pidfile */
 } MachineConfig;
 
 void machine_config_clear(MachineConfig *cfg);

@@ -144,6 +144,14 @@ static void test_monitors(void)
     g_assert_cmpstr(g_ptr_array_index(cfg.monitors, 1), ==, "unix:/tmp/b.sock,server=on,wait=off");
     g_assert_cmpstr(g_ptr_array_index(cfg.monitors, 2), ==, "fd:7");
     machine_config_clear(&cfg);
+
+    /* A daemon's default COM1 goes nowhere; -pidfile is kept for main. */
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", "-daemonize", "-pidfile", "/run/q.pid",
+                        NULL));
+    g_assert_true(cfg.daemonize);
+    g_assert_cmpstr(cfg.pidfile, ==, "/run/q.pid");
+    g_assert_cmpstr(cfg.serial, ==, "null");
+    machine_config_clear(&cfg);
 }
 
 /* Each bad command line fails with a message naming the option and the problem. */
@@ -213,6 +221,7 @@ static void test_errors(void)
     expect_error("mode=readline is not supported", "-kernel", "/k", "-chardev",
                  "socket,id=m,path=/s,server=on,wait=off", "-mon", "chardev=m", NULL);
     expect_error("server=on,wait=off", "-kernel", "/k", "-chardev", "socket,id=m,path=/s", NULL);
+    expect_error("cannot be on stdio", "-kernel", "/k", "-daemonize", "-nographic", NULL);
     expect_error("backend 'pty' is not supported", "-kernel", "/k", "-chardev", "pty,id=m", NULL);
 }
 
