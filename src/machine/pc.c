@@ -35,9 +35,11 @@ typedef enum {
     RUN_STATE_RUNNING,
     RUN_STATE_PAUSED,
     RUN_STATE_SHUTDOWN,
+    RUN_STATE_INTERNAL_ERROR,
 } RunState;
 
-static const char *const run_state_names[] = {"prelaunch", "running", "paused", "shutdown"};
+static const char *const run_state_names[] = {"prelaunch", "running", "paused", "shutdown",
+                                              "internal-error"};
 
 struct Machine {
     MachineConfig cfg;
@@ -196,7 +198,8 @@ static gboolean machine_do_reset(gpointer opaque)
         machine_request_exit(m, QLITE_EXIT_FAILURE, "reset failed");
         return G_SOURCE_REMOVE;
     }
-    /* A reset does not start a paused or prelaunch VM (as QEMU). */
+    /* A reset does not start a paused or prelaunch VM (as QEMU); after an error it is paused. */
+    g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_INTERNAL_ERROR, RUN_STATE_PAUSED);
     if (g_atomic_int_get(&m->runstate) == RUN_STATE_RUNNING) {
         cpus_resume(m->cpus);
     }
@@ -235,7 +238,16 @@ static void machine_cpu_failure(void *opaque, Vcpu *cpu)
 {
     Machine *m = opaque;
     vcpu_dump(cpu, stderr);
-    machine_request_exit(m, QLITE_EXIT_FAILURE, "vCPU failure");
+    if (!m->qmp) {
+        machine_request_exit(m, QLITE_EXIT_FAILURE, "vCPU failure");
+        return;
+    }
+    /* With a monitor, as QEMU: the VM stops in internal-error and stays inspectable. */
+    cpus_request_pause(m->cpus);
+    if (g_atomic_int_get(&m->runstate) != RUN_STATE_INTERNAL_ERROR) {
+        g_atomic_int_set(&m->runstate, RUN_STATE_INTERNAL_ERROR);
+        qmp_server_event(m->qmp, "STOP", NULL);
+    }
 }
 
 static void machine_kbd_reset(void *opaque)
@@ -387,14 +399,20 @@ static void qmp_stop(void *opaque)
     }
 }
 
-static void qmp_cont(void *opaque)
+static bool qmp_cont(void *opaque, GError **error)
 {
     Machine *m = opaque;
+    if (g_atomic_int_get(&m->runstate) == RUN_STATE_INTERNAL_ERROR) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "Resetting the Virtual Machine is required");
+        return false;
+    }
     if (g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PAUSED, RUN_STATE_RUNNING) ||
         g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PRELAUNCH, RUN_STATE_RUNNING)) {
         qmp_server_event(m->qmp, "RESUME", NULL);
         cpus_resume(m->cpus);
     }
+    return true;
 }
 
 static void qmp_system_reset(void *opaque)

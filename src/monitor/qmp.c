@@ -386,7 +386,10 @@ static JsonNode *cmd_stop(QmpServer *s, JsonObject *args)
 
 static JsonNode *cmd_cont(QmpServer *s, JsonObject *args)
 {
-    s->ops->cont(s->opaque);
+    g_autoptr(GError) err = NULL;
+    if (!s->ops->cont(s->opaque, &err)) {
+        return qmp_error("GenericError", "%s", err->message);
+    }
     return qmp_return(NULL);
 }
 
@@ -443,7 +446,11 @@ static JsonNode *cmd_hmp(QmpServer *s, JsonObject *args)
     if (strcmp(line, "stop") == 0) {
         s->ops->stop(s->opaque);
     } else if (strcmp(line, "cont") == 0 || strcmp(line, "c") == 0) {
-        s->ops->cont(s->opaque);
+        g_autoptr(GError) err = NULL;
+        if (!s->ops->cont(s->opaque, &err)) {
+            g_autofree char *text = g_strdup_printf("Error: %s\r\n", err->message);
+            return string_return(text);
+        }
     } else if (strcmp(line, "system_reset") == 0) {
         s->ops->system_reset(s->opaque);
     } else if (strcmp(line, "system_powerdown") == 0) {

@@ -36,7 +36,7 @@ typedef struct QmpBlockInfo {
 typedef struct QmpMachineOps {
     const char *(*status)(void *opaque); /* "running", "paused", "prelaunch", ... */
     void (*stop)(void *opaque);
-    void (*cont)(void *opaque);
+    bool (*cont)(void *opaque, GError **error); /* refused after an internal error */
     void (*system_reset)(void *opaque);
     void (*system_powerdown)(void *opaque); /* POWERDOWN and the ACPI power button */
     void (*quit)(void *opaque);

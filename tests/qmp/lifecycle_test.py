@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""-daemonize and -pidfile, as QEMU has them: the parent returns once the
-monitors listen, the pid file names the running daemon and is locked while it
-runs, a set-up failure reaches the caller's exit status and terminal, and
-quit removes the pid file.
+"""VM lifecycle through QMP, on tiny guests.
 
-Usage: daemonize_test.py --vmm QLITE --kernel TINY_ELF    (exit 0 pass, 1 fail, 77 skip)
+- -daemonize and -pidfile, as QEMU has them: the parent returns once the
+  monitors listen, the pid file names the running daemon and is locked while
+  it runs, a set-up failure reaches the caller's exit status and terminal, and
+  quit removes the pid file.
+- An emulation failure with a monitor: the VM stops in internal-error (STOP),
+  stays inspectable, refuses cont, and system_reset brings it back paused.
+
+Usage: lifecycle_test.py --vmm QLITE --tiny-dir DIR    (exit 0 pass, 1 fail, 77 skip)
 """
 import argparse
 import os
@@ -38,15 +42,74 @@ def qmp(path, *commands):
     return s, f, lines
 
 
+def read_until(f, pred, limit=20):
+    """Reads lines until pred(line) holds; returns that line or None."""
+    for _ in range(limit):
+        line = f.readline()
+        if not line:
+            return None
+        if pred(line):
+            return line
+    return None
+
+
+def internal_error(a, tmp):
+    sock = os.path.join(tmp, "ie.sock")
+    p = subprocess.Popen([a.vmm, "-kernel", os.path.join(a.tiny_dir, "emulation-failure.elf"),
+                          "-display", "none", "-S", "-qmp", f"unix:{sock},server=on,wait=off"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        s, f, lines = qmp(sock, b'{"execute": "cont"}')
+        stop = read_until(f, lambda l: b'"STOP"' in l)
+        check(stop is not None, "an emulation failure stops the VM with a STOP event")
+        s.sendall(b'{"execute": "query-status"}')
+        st = read_until(f, lambda l: b'"return"' in l)
+        check(st is not None and b'"status": "internal-error"' in st,
+              f"query-status says internal-error: {st!r}")
+        check(p.poll() is None, "the process stays up, inspectable")
+        s.sendall(b'{"execute": "cont", "id": 7}')
+        err = read_until(f, lambda l: b'"id": 7' in l)
+        check(err is not None and b"Resetting the Virtual Machine is required" in err,
+              f"cont is refused until a reset: {err!r}")
+        s.sendall(b'{"execute": "system_reset"}')
+        check(read_until(f, lambda l: b'"RESET"' in l) is not None, "system_reset: RESET event")
+        time.sleep(0.5)
+        s.sendall(b'{"execute": "query-status", "id": 8}')
+        st = read_until(f, lambda l: b'"id": 8' in l)
+        check(st is not None and b'"status": "paused"' in st, f"after the reset: paused: {st!r}")
+        s.sendall(b'{"execute": "quit"}')
+        read_until(f, lambda l: b'"return"' in l)
+        s.close()
+        status = p.wait(timeout=10)
+        check(status == 0, f"quit ends it with status 0 ({status})")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # Without a monitor nobody could inspect it: the process ends with status 2.
+    r = subprocess.run([a.vmm, "-kernel", os.path.join(a.tiny_dir, "emulation-failure.elf"),
+                        "-display", "none", "-serial", "null"], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30)
+    check(r.returncode == 2 and b"emulation failure" in r.stderr,
+          f"without a monitor: exit status 2 and the reason ({r.returncode})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--vmm", required=True)
-    ap.add_argument("--kernel", required=True)
+    ap.add_argument("--tiny-dir", required=True)
     a = ap.parse_args()
+    a.kernel = os.path.join(a.tiny_dir, "hello.elf")
     if not os.path.exists("/dev/kvm"):
         print("SKIP: /dev/kvm is missing")
         return 77
-    with tempfile.TemporaryDirectory(prefix="qlite-daemon-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="qlite-lifecycle-") as tmp:
+        internal_error(a, tmp)
         sock, pidf = os.path.join(tmp, "q.sock"), os.path.join(tmp, "q.pid")
         base = [a.vmm, "-kernel", a.kernel, "-display", "none", "-S"]
         start = time.monotonic()
