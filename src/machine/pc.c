@@ -395,6 +395,10 @@ static void qmp_stop(void *opaque)
     /* Only a running VM stops (and says so); in prelaunch, stop changes nothing. */
     if (g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_RUNNING, RUN_STATE_PAUSED)) {
         cpus_pause(m->cpus);
+        /* Then the devices: nothing writes guest memory while the VM is stopped. */
+        for (guint i = 0; i < m->virtio->len; i++) {
+            virtio_device_pause(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));
+        }
         qmp_server_event(m->qmp, "STOP", NULL);
     }
 }
@@ -410,6 +414,10 @@ static bool qmp_cont(void *opaque, GError **error)
     if (g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PAUSED, RUN_STATE_RUNNING) ||
         g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PRELAUNCH, RUN_STATE_RUNNING)) {
         qmp_server_event(m->qmp, "RESUME", NULL);
+        /* Devices first, re-kicking every queue, so no notification made before the stop is lost. */
+        for (guint i = 0; i < m->virtio->len; i++) {
+            virtio_device_resume(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));
+        }
         cpus_resume(m->cpus);
     }
     return true;

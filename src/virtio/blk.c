@@ -361,8 +361,15 @@ static void blk_free(VirtioDevice *vdev)
     g_free(blk);
 }
 
+static void blk_drain(VirtioDevice *vdev)
+{
+    VirtioBlk *blk = (VirtioBlk *)vdev;
+    block_drain(blk->backend);
+}
+
 static const VirtioDeviceOps blk_ops = {
     .reset = blk_reset,
+    .drain = blk_drain,
     .activate = blk_activate,
     .queue_notify = blk_queue_notify,
     .config_read = blk_config_read,

@@ -59,6 +59,65 @@ static void virtio_kick_ready(void *opaque)
     }
 }
 
+static void virtio_attach_kicks(VirtioDevice *vdev)
+{
+    for (unsigned q = 0; q < vdev->nqueues; q++) {
+        if (vdev->queues[q].started && !vdev->kick_src[q]) {
+            vdev->kick_src[q] = iothread_add_fd(vdev->iothread, vdev->kick_fd[q], virtio_kick_ready,
+                                                &vdev->kick_ctx[q]);
+        }
+    }
+}
+
+/* Looks at every started queue, for kicks that came while nobody listened. */
+static void virtio_rekick(VirtioDevice *vdev)
+{
+    for (unsigned q = 0; q < vdev->nqueues && vdev->active; q++) {
+        if (vdev->queues[q].started) {
+            vdev->ops->queue_notify(vdev, &vdev->queues[q]);
+        }
+    }
+}
+
+static void virtio_pause_on_thread(void *opaque)
+{
+    VirtioDevice *vdev = opaque;
+    if (vdev->paused) {
+        return;
+    }
+    vdev->paused = true;
+    for (unsigned q = 0; q < vdev->nqueues; q++) {
+        iothread_remove_source(vdev->kick_src[q]);
+        vdev->kick_src[q] = NULL;
+    }
+    if (vdev->ops->drain) {
+        vdev->ops->drain(vdev);
+    }
+}
+
+static void virtio_resume_on_thread(void *opaque)
+{
+    VirtioDevice *vdev = opaque;
+    if (!vdev->paused) {
+        return;
+    }
+    vdev->paused = false;
+    if (vdev->active) {
+        virtio_attach_kicks(vdev);
+        virtio_rekick(vdev);
+    }
+}
+
+void virtio_device_pause(VirtioDevice *vdev)
+{
+    iothread_run_sync(vdev->iothread, virtio_pause_on_thread, vdev);
+}
+
+void virtio_device_resume(VirtioDevice *vdev)
+{
+    iothread_run_sync(vdev->iothread, virtio_resume_on_thread, vdev);
+}
+
 static void virtio_reset_on_thread(void *opaque)
 {
     VirtioDevice *vdev = opaque;
@@ -86,19 +145,14 @@ static void virtio_activate_on_thread(void *opaque)
             return;
         }
     }
-    for (unsigned q = 0; q < vdev->nqueues; q++) {
-        if (vdev->queues[q].started) {
-            vdev->kick_src[q] = iothread_add_fd(vdev->iothread, vdev->kick_fd[q], virtio_kick_ready,
-                                                &vdev->kick_ctx[q]);
-        }
+    if (!vdev->paused) {
+        virtio_attach_kicks(vdev);
     }
     vdev->active = true;
     vdev->ops->activate(vdev);
     /* Kicks written before DRIVER_OK found no source: look at every queue once (§3.1.1). */
-    for (unsigned q = 0; q < vdev->nqueues && vdev->active; q++) {
-        if (vdev->queues[q].started) {
-            vdev->ops->queue_notify(vdev, &vdev->queues[q]);
-        }
+    if (!vdev->paused) {
+        virtio_rekick(vdev);
     }
 }
 

@@ -56,6 +56,8 @@ typedef struct VirtioDeviceOps {
     void (*config_write)(VirtioDevice *vdev, uint32_t offset, const uint8_t *data, unsigned len);
     /* Frees the device's own part; the core has stopped everything. */
     void (*free)(VirtioDevice *vdev);
+    /* Optional: wait until no request is in flight; on the IoThread (VM pause). */
+    void (*drain)(VirtioDevice *vdev);
 } VirtioDeviceOps;
 
 typedef struct VirtioTransportOps {
@@ -80,6 +82,7 @@ struct VirtioDevice {
     uint8_t config_generation;
     uint32_t config_size;
     bool active; /* DRIVER_OK seen and queues started */
+    bool paused; /* virtio_device_pause: kicks wait until resume (IoThread-owned) */
 
     unsigned nqueues;
     VirtQueue queues[VIRTIO_MAX_QUEUES];
@@ -105,6 +108,13 @@ bool virtio_device_init(VirtioDevice *vdev, const char *name, const char *id, ui
                         const VirtioDeviceOps *ops, GuestMem *mem, uint64_t host_features,
                         unsigned nqueues, uint16_t queue_max_size, uint32_t config_size,
                         GError **error);
+/*
+ * VM pause: stops taking kicks and waits until no I/O is in flight, so the
+ * device writes no guest memory until virtio_device_resume, which looks at
+ * every queue again (no notification is lost). From a non-device thread.
+ */
+void virtio_device_pause(VirtioDevice *vdev);
+void virtio_device_resume(VirtioDevice *vdev);
 /* Resets the device (draining its I/O), stops the IoThread, closes the eventfds, calls ops->free. */
 void virtio_device_free(VirtioDevice *vdev);
 

@@ -459,6 +459,22 @@ static void test_kick_before_driver_ok(void)
     fixture_close(&fx);
 }
 
+/* A paused device takes no request until resumed, then serves what was kicked meanwhile. */
+static void test_pause_resume(void)
+{
+    Fixture fx;
+    fixture_open(&fx, false, BLOCK_CACHE_WRITEBACK);
+    fixture_start(&fx);
+    virtio_device_pause(fx.vdev);
+    fake_blk_submit(&fx.f, fx.req, T_IN, 0, fx.data, 512, true, 0);
+    virtio_kick(fx.vdev, 0);
+    g_assert_false(fake_vq_wait_used(&fx.f, &fx.t, 1, 300));
+    virtio_device_resume(fx.vdev);
+    g_assert_true(fake_vq_wait_used(&fx.f, &fx.t, 1, WAIT_MS));
+    g_assert_cmpuint(fake_blk_status(&fx.f, fx.req), ==, S_OK);
+    fixture_close(&fx);
+}
+
 /* More requests than the AIO depth at once, completing in any order. */
 static void test_many(void)
 {
@@ -609,6 +625,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio/blk/malformed-reset", test_malformed_reset);
     g_test_add_func("/virtio/blk/kick-before-driver-ok", test_kick_before_driver_ok);
     g_test_add_func("/virtio/blk/many", test_many);
+    g_test_add_func("/virtio/blk/pause-resume", test_pause_resume);
     g_test_add_func("/virtio/blk/bounce", test_bounce);
     g_test_add_func("/virtio/blk/open-errors", test_open_errors);
     return g_test_run();
