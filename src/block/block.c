@@ -171,10 +171,10 @@ BlockBackend *block_open(const DriveConfig *cfg, GError **error)
                     (int)cfg->cache);
         return NULL;
     }
-    bool direct = cfg->cache == BLOCK_CACHE_NONE || cfg->cache == BLOCK_CACHE_DIRECTSYNC;
-    bool dsync = cfg->cache == BLOCK_CACHE_WRITETHROUGH || cfg->cache == BLOCK_CACHE_DIRECTSYNC;
+    BlockCacheFlags cf = block_cache_flags(cfg->cache);
     int flags = O_CLOEXEC | (cfg->readonly ? O_RDONLY : O_RDWR);
-    flags |= (direct ? O_DIRECT : 0) | (dsync ? O_DSYNC : 0);
+    /* Without a write cache every write is stable when it completes. */
+    flags |= (cf.direct ? O_DIRECT : 0) | (cf.writeback ? 0 : O_DSYNC);
 
     g_autoptr(BlockBackend) bb = g_new0(BlockBackend, 1);
     bb->fd = -1;
@@ -182,12 +182,12 @@ BlockBackend *block_open(const DriveConfig *cfg, GError **error)
     bb->path = g_strdup(cfg->file);
     bb->readonly = cfg->readonly;
     bb->cache = cfg->cache;
-    bb->direct = direct;
+    bb->direct = cf.direct;
     g_queue_init(&bb->pending);
 
     bb->fd = open(cfg->file, flags);
     if (bb->fd < 0) {
-        if (errno == EINVAL && direct) {
+        if (errno == EINVAL && cf.direct) {
             g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
                         "cannot open image '%s' with cache=%s: the filesystem does not "
                         "support O_DIRECT",
@@ -248,9 +248,18 @@ bool block_is_readonly(BlockBackend *bb)
     return bb->readonly;
 }
 
+BlockCacheFlags block_cache_flags(BlockCacheMode mode)
+{
+    return (BlockCacheFlags){
+        .writeback = mode != BLOCK_CACHE_WRITETHROUGH && mode != BLOCK_CACHE_DIRECTSYNC,
+        .direct = mode == BLOCK_CACHE_NONE || mode == BLOCK_CACHE_DIRECTSYNC,
+        .no_flush = mode == BLOCK_CACHE_UNSAFE,
+    };
+}
+
 bool block_has_write_cache(BlockBackend *bb)
 {
-    return bb->cache != BLOCK_CACHE_WRITETHROUGH && bb->cache != BLOCK_CACHE_DIRECTSYNC;
+    return block_cache_flags(bb->cache).writeback;
 }
 
 /* ---- request life cycle ---- */
@@ -504,7 +513,7 @@ void block_writev(BlockBackend *bb, uint64_t offset, const struct iovec *iov, un
 
 void block_flush(BlockBackend *bb, BlockCompletionFunc *cb, void *opaque)
 {
-    if (bb->cache == BLOCK_CACHE_UNSAFE) {
+    if (block_cache_flags(bb->cache).no_flush) {
         cb(opaque, 0);
         return;
     }

@@ -39,6 +39,15 @@ typedef struct DriveConfig {
     char *serial; /* virtio-blk GET_ID, up to 20 bytes used */
 } DriveConfig;
 
+/* What a cache mode means, in QEMU's query-block terms. */
+typedef struct BlockCacheFlags {
+    bool writeback; /* completed writes may sit in a volatile cache until a flush */
+    bool direct;    /* O_DIRECT: no host page cache */
+    bool no_flush;  /* flushes are ignored */
+} BlockCacheFlags;
+
+BlockCacheFlags block_cache_flags(BlockCacheMode mode);
+
 /* Parses a cache= value ("writeback", "none", "writethrough", "directsync", "unsafe"). */
 bool block_cache_mode_parse(const char *name, BlockCacheMode *mode, GError **error);
 /* Frees the strings and zeroes cfg. */

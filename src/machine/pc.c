@@ -466,9 +466,7 @@ static unsigned qmp_blocks(void *opaque, QmpBlockInfo *out, unsigned max)
             .device = d->id,
             .file = d->file,
             .readonly = d->readonly,
-            .writeback = d->cache != BLOCK_CACHE_WRITETHROUGH && d->cache != BLOCK_CACHE_DIRECTSYNC,
-            .direct = d->cache == BLOCK_CACHE_NONE || d->cache == BLOCK_CACHE_DIRECTSYNC,
-            .no_flush = d->cache == BLOCK_CACHE_UNSAFE,
+            .cache = block_cache_flags(d->cache),
             .size = g_stat(d->file, &st) == 0 ? (uint64_t)st.st_size : 0,
         };
     }

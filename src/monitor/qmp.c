@@ -340,9 +340,9 @@ static JsonNode *cmd_query_block(QmpServer *s, JsonObject *args)
         json_object_set_string_member(image, "filename", blk[i].file);
         json_object_set_string_member(image, "format", "raw");
         JsonObject *cache = json_object_new();
-        json_object_set_boolean_member(cache, "no-flush", blk[i].no_flush);
-        json_object_set_boolean_member(cache, "direct", blk[i].direct);
-        json_object_set_boolean_member(cache, "writeback", blk[i].writeback);
+        json_object_set_boolean_member(cache, "no-flush", blk[i].cache.no_flush);
+        json_object_set_boolean_member(cache, "direct", blk[i].cache.direct);
+        json_object_set_boolean_member(cache, "writeback", blk[i].cache.writeback);
         JsonObject *ins = json_object_new();
         json_object_set_string_member(ins, "detect_zeroes", "off");
         json_object_set_object_member(ins, "image", image);

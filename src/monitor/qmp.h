@@ -10,6 +10,8 @@
  * never stalls a vCPU, and commands run one at a time, in order. Commands
  * reach the machine through QmpMachineOps; events come from any thread.
  */
+#include "block/block.h"
+
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include <stdbool.h>
@@ -26,9 +28,7 @@ typedef struct QmpBlockInfo {
     const char *device; /* the drive id */
     const char *file;
     bool readonly;
-    bool writeback; /* completed writes may be in a volatile cache until a flush */
-    bool direct;    /* O_DIRECT */
-    bool no_flush;  /* cache=unsafe */
+    BlockCacheFlags cache;
     uint64_t size;
 } QmpBlockInfo;
 
