@@ -163,21 +163,20 @@ bool msix_enabled(Msix *m)
     return e;
 }
 
-void msix_notify(Msix *m, unsigned vector)
+bool msix_notify(Msix *m, unsigned vector)
 {
-    if (vector >= m->nvectors) {
-        return;
-    }
     g_mutex_lock(&m->lock);
-    MsixVector *v = &m->vec[vector];
-    if (!m->enabled) {
-        /* Nothing to send through; the transport falls back to INTx. */
-    } else if (msix_vector_masked_locked(m, v)) {
-        v->pending = true;
-    } else {
-        msix_fire(v);
+    bool enabled = m->enabled;
+    if (enabled && vector < m->nvectors) {
+        MsixVector *v = &m->vec[vector];
+        if (msix_vector_masked_locked(m, v)) {
+            v->pending = true;
+        } else {
+            msix_fire(v);
+        }
     }
     g_mutex_unlock(&m->lock);
+    return enabled;
 }
 
 void msix_reset(Msix *m)

@@ -44,8 +44,12 @@ uint8_t msix_cap_offset(Msix *m);
 void msix_control_written(Msix *m);
 bool msix_enabled(Msix *m);
 unsigned msix_nvectors(Msix *m);
-/* Sends vector, or marks it pending while masked; any thread. */
-void msix_notify(Msix *m, unsigned vector);
+/*
+ * Sends vector, or marks it pending while masked; any thread. Returns false,
+ * sending nothing, when MSI-X is off (the caller falls back to INTx): one
+ * lock per interrupt on the device's completion path.
+ */
+bool msix_notify(Msix *m, unsigned vector);
 /* Table back to power-on state: every vector masked, nothing pending, MSI-X off. */
 void msix_reset(Msix *m);
 

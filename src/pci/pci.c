@@ -166,16 +166,14 @@ static void pci_update_mappings_locked(PciDevice *d)
 }
 
 /* Tells the host bridge the line's level: asserted and not disabled by the command register. */
-static void pci_update_intx(PciDevice *d)
+static void pci_update_intx_locked(PciDevice *d)
 {
-    g_mutex_lock(&d->intx_lock);
     uint16_t cmd = pci_get_word(d->config + PCI_COMMAND);
     bool out = d->intx_level && !(cmd & PCI_COMMAND_INTX_DISABLE);
     if (out != d->intx_out && d->set_intx) {
         d->set_intx(d->intx_opaque, d, out);
     }
     d->intx_out = out;
-    g_mutex_unlock(&d->intx_lock);
 }
 
 static bool ranges_overlap(uint32_t a, unsigned alen, uint32_t b, unsigned blen)
@@ -226,7 +224,9 @@ void pci_config_write(PciDevice *d, uint32_t offset, uint32_t value, unsigned le
         pci_update_mappings_locked(d);
     }
     if (ranges_overlap(offset, len, PCI_COMMAND, 2)) {
-        pci_update_intx(d);
+        g_mutex_lock(&d->intx_lock);
+        pci_update_intx_locked(d);
+        g_mutex_unlock(&d->intx_lock);
     }
     if (d->msix && ranges_overlap(offset, len, msix_cap_offset(d->msix), MSIX_CAP_LEN)) {
         msix_control_written(d->msix);
@@ -269,8 +269,8 @@ void pci_set_intx(PciDevice *d, bool level)
 {
     g_mutex_lock(&d->intx_lock);
     d->intx_level = level;
+    pci_update_intx_locked(d);
     g_mutex_unlock(&d->intx_lock);
-    pci_update_intx(d);
 }
 
 void pci_device_reset(PciDevice *d)

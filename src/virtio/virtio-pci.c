@@ -386,10 +386,8 @@ static void vp_bar_mapped(void *opaque, int bar, bool mapped, uint64_t addr)
 
 static void vp_interrupt(VirtioPci *vp, unsigned vector, uint8_t isr_bit)
 {
-    if (msix_enabled(vp->msix)) {
-        if (vector != VIRTIO_NO_VECTOR) {
-            msix_notify(vp->msix, vector);
-        }
+    /* NO_VECTOR is out of the table's range: with MSI-X on, nothing is sent (§4.1.5.1.2). */
+    if (msix_notify(vp->msix, vector)) {
         return;
     }
     g_mutex_lock(&vp->isr_lock);
