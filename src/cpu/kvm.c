@@ -167,6 +167,27 @@ bool kvm_irq_line(Kvm *kvm, unsigned irq, bool level)
     return ioctl(kvm->vm_fd, KVM_IRQ_LINE_STATUS, &l) == 0;
 }
 
+bool kvm_clock_get(Kvm *kvm, uint64_t *ns, GError **error)
+{
+    struct kvm_clock_data data = {0};
+    if (ioctl(kvm->vm_fd, KVM_GET_CLOCK, &data) < 0) {
+        qlite_error_errno(error, errno, "KVM_GET_CLOCK");
+        return false;
+    }
+    *ns = data.clock;
+    return true;
+}
+
+bool kvm_clock_set(Kvm *kvm, uint64_t ns, GError **error)
+{
+    struct kvm_clock_data data = {.clock = ns};
+    if (ioctl(kvm->vm_fd, KVM_SET_CLOCK, &data) < 0) {
+        qlite_error_errno(error, errno, "KVM_SET_CLOCK");
+        return false;
+    }
+    return true;
+}
+
 bool kvm_reset_irqchip(Kvm *kvm, GError **error)
 {
     for (size_t i = 0; i < G_N_ELEMENTS(kvm->irqchip_init); i++) {

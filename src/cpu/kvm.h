@@ -37,6 +37,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Kvm, kvm_free)
 bool kvm_map_ram(Kvm *kvm, GuestMem *mem, GError **error);
 /* Drive an ISA/IOAPIC interrupt line of the in-kernel irqchip. */
 bool kvm_irq_line(Kvm *kvm, unsigned irq, bool level);
+/*
+ * The guest's kvmclock: read when the VM stops, written back when it
+ * continues, so guest time does not advance while the VM is paused (as QEMU).
+ */
+bool kvm_clock_get(Kvm *kvm, uint64_t *ns, GError **error);
+bool kvm_clock_set(Kvm *kvm, uint64_t ns, GError **error);
 /* Put PIC, IOAPIC and PIT back in their power-on state. */
 bool kvm_reset_irqchip(Kvm *kvm, GError **error);
 

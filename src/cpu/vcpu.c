@@ -332,6 +332,16 @@ void cpus_resume(CpuSet *set)
     g_mutex_unlock(&set->lock);
 }
 
+void cpus_note_stopped(CpuSet *set)
+{
+    for (unsigned i = 0; i < set->n; i++) {
+        /* EINVAL: this vCPU's guest has not set up kvmclock, nothing to tell. */
+        if (ioctl(set->cpus[i]->fd, KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL) {
+            g_debug("vcpu%u: KVM_KVMCLOCK_CTRL: %s", i, g_strerror(errno));
+        }
+    }
+}
+
 bool cpus_reset(CpuSet *set, GError **error)
 {
     for (unsigned i = 0; i < set->n; i++) {

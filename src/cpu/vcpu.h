@@ -93,6 +93,11 @@ void cpus_request_pause(CpuSet *set);
 /* Park every vCPU and wait until all are parked (not from a vCPU thread). */
 void cpus_pause(CpuSet *set);
 void cpus_resume(CpuSet *set);
+/*
+ * With the vCPUs parked by a VM stop: tell a guest using kvmclock that it was
+ * paused (KVM_KVMCLOCK_CTRL), so its watchdogs do not take the gap for a hang.
+ */
+void cpus_note_stopped(CpuSet *set);
 /* With the set paused: put every vCPU back in its power-on state. */
 bool cpus_reset(CpuSet *set, GError **error);
 

@@ -71,6 +71,9 @@ struct Machine {
     GPtrArray *virtio; /* VirtioPci *, in slot order */
     QmpServer *qmp;
     gint runstate; /* RunState */
+    /* kvmclock when the VM stopped, put back by cont (monitor thread). */
+    uint64_t stopped_clock;
+    bool clock_stopped;
 
     GSource *signal_sources[3];
     gint ending;      /* set once: the VM is on its way out */
@@ -399,6 +402,13 @@ static void qmp_stop(void *opaque)
         for (guint i = 0; i < m->virtio->len; i++) {
             virtio_device_pause(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));
         }
+        /* Guest time stands still until cont. */
+        g_autoptr(GError) err = NULL;
+        m->clock_stopped = kvm_clock_get(m->kvm, &m->stopped_clock, &err);
+        if (!m->clock_stopped) {
+            g_warning("stop: %s; guest time will jump at cont", err->message);
+        }
+        cpus_note_stopped(m->cpus);
         qmp_server_event(m->qmp, "STOP", NULL);
     }
 }
@@ -414,6 +424,11 @@ static bool qmp_cont(void *opaque, GError **error)
     if (g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PAUSED, RUN_STATE_RUNNING) ||
         g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PRELAUNCH, RUN_STATE_RUNNING)) {
         qmp_server_event(m->qmp, "RESUME", NULL);
+        g_autoptr(GError) err = NULL;
+        if (m->clock_stopped && !kvm_clock_set(m->kvm, m->stopped_clock, &err)) {
+            g_warning("cont: %s; guest time jumps by the time stopped", err->message);
+        }
+        m->clock_stopped = false;
         /* Devices first, re-kicking every queue, so no notification made before the stop is lost. */
         for (guint i = 0; i < m->virtio->len; i++) {
             virtio_device_resume(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));

@@ -17,6 +17,7 @@
 
 #define QMP_MAX_TEXT  (64 << 20) /* QEMU's token limit */
 #define QMP_MAX_DEPTH 1024
+#define QMP_OUT_HIGH  (64 << 10) /* unread replies beyond which a client's input waits */
 #define QMP_VERSION_MAJOR 7      /* the QEMU release whose protocol we match */
 #define QMP_VERSION_MINOR 2
 #define QMP_VERSION_MICRO 0
@@ -149,6 +150,7 @@ struct QmpServer {
 static void client_write(QmpClient *c, JsonNode *node);
 static void client_close(QmpClient *c);
 static void client_flush(QmpClient *c);
+static void client_readable(void *opaque);
 static void json_append(GString *out, JsonNode *node);
 
 static gint64 qmp_now_us(void)
@@ -759,6 +761,17 @@ static void client_flush(QmpClient *c)
             break;
         }
         g_string_erase(c->out, 0, n);
+    }
+    /*
+     * A client that sends commands but does not read the replies gets no
+     * more of its input read until it catches up, so it costs bounded
+     * memory and stalls nobody else.
+     */
+    if (c->out->len > QMP_OUT_HIGH && c->in_src) {
+        iothread_remove_source(c->in_src);
+        c->in_src = NULL;
+    } else if (c->out->len <= QMP_OUT_HIGH && !c->in_src && !c->closing) {
+        c->in_src = iothread_add_fd(c->l->s->thread, c->fd, client_readable, c);
     }
     bool pending = c->out->len > 0;
     if (pending && !c->out_src) {

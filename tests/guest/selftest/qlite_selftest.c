@@ -11,6 +11,7 @@
  * the same kernel stays usable for other tests.
  */
 
+#include <linux/acpi.h>
 #include <linux/atomic.h>
 #include <linux/bio.h>
 #include <linux/blk-mq.h>
@@ -39,6 +40,7 @@
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/task_work.h>
+#include <linux/workqueue.h>
 #include <uapi/linux/mount.h>
 #include <uapi/linux/virtio_blk.h>
 #ifdef CONFIG_KVM_GUEST
@@ -102,6 +104,10 @@ static uint param_exit_port = 0x1f0;	/* an I/O port no device claims */
 module_param_named(exit_port, param_exit_port, uint, 0444);
 static ulong param_exit_mmio = 0xdff00000;	/* a physical address nothing claims */
 module_param_named(exit_mmio, param_exit_mmio, ulong, 0444);
+
+/* Lifecycle (tests/qmp/lifecycle_test.py drives these from the host). */
+static uint param_heartbeat_ms;	/* after the verdict, a heartbeat line this often */
+module_param_named(heartbeat_ms, param_heartbeat_ms, uint, 0444);
 
 /* QEMU/qlite isa-debug-exit: the VMM exits with status (value << 1) | 1. */
 #define DEBUG_EXIT_PORT		0xf4
@@ -1066,6 +1072,64 @@ static void __init check_ext2(void)
 		pr_info("# ext2: init_umount returned %d\n", err);
 }
 
+/*
+ * power_button: what a distribution's acpid or logind does, in the kernel,
+ * since our userspace cannot run everywhere: an ACPI fixed power button
+ * press (PM1 status, SCI) powers the machine off (ACPI S5).
+ */
+#ifdef CONFIG_ACPI
+static void power_off_fn(struct work_struct *work)
+{
+	pr_info("qlite-selftest: power button pressed, powering off\n");
+	kernel_power_off();
+}
+static DECLARE_WORK(power_off_work, power_off_fn);
+
+static u32 power_button_pressed(void *context)
+{
+	schedule_work(&power_off_work);
+	return ACPI_INTERRUPT_HANDLED;
+}
+#endif
+
+static void check_power_button(void)
+{
+#ifdef CONFIG_ACPI
+	acpi_status status;
+
+	if (acpi_disabled) {
+		report(false, "power_button: ACPI is disabled");
+		return;
+	}
+	status = acpi_install_fixed_event_handler(ACPI_EVENT_POWER_BUTTON,
+						  power_button_pressed, NULL);
+	report(ACPI_SUCCESS(status), "power_button: handler installed (%s)",
+	       acpi_format_exception(status));
+#else
+	report(false, "power_button: kernel built without CONFIG_ACPI");
+#endif
+}
+
+/*
+ * After the verdict, with heartbeat_ms set: a numbered line with the guest's
+ * kvmclock time, forever, so the host sees the guest run, stop and continue.
+ */
+static void __init heartbeat(void)
+{
+	unsigned int n = 0;
+	u64 t;
+
+	for (;;) {
+		msleep(param_heartbeat_ms);
+#ifdef CONFIG_KVM_GUEST
+		t = this_cpu_read(hv_clock_per_cpu) ? kvm_clock.read(&kvm_clock) : 0;
+#else
+		t = 0;
+#endif
+		pr_info("qlite-selftest: heartbeat %u kvmclock %llu\n", ++n, t);
+	}
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -1079,6 +1143,7 @@ static const struct {
 	{ "blk_ro", check_blk_ro },
 	{ "ext2", check_ext2 },
 	{ "exits", check_exits },
+	{ "power_button", check_power_button },
 };
 
 /* Runs each check named in param_checks, in order. */
@@ -1163,6 +1228,8 @@ static int __init qlite_selftest_init(void)
 
 	pr_info("qlite-selftest: %s\n", all_ok ? "PASS" : "FAIL");
 	outb(all_ok ? DEBUG_EXIT_PASS : DEBUG_EXIT_FAIL, DEBUG_EXIT_PORT);
+	if (param_heartbeat_ms)
+		heartbeat();
 	/* Still here: no exit device, so let the boot go on. */
 	console_loglevel = saved_loglevel;
 	return 0;
