@@ -3,6 +3,7 @@
 #include "machine/debug-exit.h"
 #include "util/error.h"
 #include "util/opts.h"
+#include "virtio/net.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,8 @@ typedef enum {
     OPT_NAME,
     OPT_DEVICE,
     OPT_DRIVE,
+    OPT_NETDEV,
+    OPT_NIC,
     OPT_QMP,
     OPT_CHARDEV,
     OPT_MON,
@@ -60,8 +63,14 @@ static const OptDef opt_defs[] = {
      "file=PATH[,format=raw][,if=virtio|none][,id=ID][,readonly=on][,cache=MODE]",
      "a raw disk image; if=virtio plugs it as virtio-blk-pci, if=none waits for -device"},
     {"device", OPT_DEVICE, true, "DRIVER[,...]",
-     "isa-debug-exit[,iobase=A][,iosize=N] (a guest write of V exits with (V<<1)|1) or "
-     "virtio-blk-pci,drive=ID[,serial=S]"},
+     "isa-debug-exit[,iobase=A][,iosize=N] (a guest write of V exits with (V<<1)|1), "
+     "virtio-blk-pci,drive=ID[,serial=S] or virtio-net-pci,netdev=ID[,mac=MAC]"},
+    {"netdev", OPT_NETDEV, true,
+     "user,id=ID[,net=ADDR/MASK][,hostfwd=RULE]...[,restrict=on]|"
+     "tap,id=ID,ifname=NAME,script=no,downscript=no|tap,id=ID,fd=N",
+     "a network backend for -device virtio-net-pci,netdev=ID (docs/usage.md)"},
+    {"nic", OPT_NIC, true, "user|tap[,mac=MAC][,model=virtio-net-pci][,netdev options]|none",
+     "a virtio-net NIC and its backend in one (default: -nic user)"},
     {"qmp", OPT_QMP, true, "unix:PATH,server=on,wait=off|tcp:HOST:PORT,server=on,wait=off",
      "a QMP monitor socket (docs/qmp.md)"},
     {"chardev", OPT_CHARDEV, true, "socket,id=ID,path=PATH|host=H,port=P|fd=N,server=on,wait=off",
@@ -219,6 +228,163 @@ static void machine_add_disk(MachineConfig *cfg, DriveConfig *d)
     g_ptr_array_add(cfg->disks, d);
 }
 
+typedef struct {
+    bool nodefaults;
+    bool serial_set;
+    bool net_set; /* -netdev or -nic given: no default NIC */
+    unsigned ndrives;
+    unsigned ndefault_macs;
+    GHashTable *pending_drives;  /* if=none drives by id, until a -device takes them */
+    GHashTable *pending_netdevs; /* -netdev configs by id, until a -device takes them */
+    GHashTable *netdev_ids;      /* every netdev id seen */
+    GHashTable *chardevs;        /* -chardev id -> monitor spec, until a -mon takes it */
+} CmdlineState;
+
+static void nic_free(gpointer p)
+{
+    nic_config_free(p);
+}
+
+static void netdev_free(gpointer p)
+{
+    netdev_config_free(p);
+}
+
+/* A NIC without mac= gets QEMU's 52:54:00:12:34:56, counting up per such NIC. */
+static void machine_add_nic(MachineConfig *cfg, NetdevConfig *nd, const char *mac,
+                            unsigned *ndefault_macs, GError **error)
+{
+    NicConfig *nic = g_new0(NicConfig, 1);
+    nic->netdev = nd;
+    if (mac) {
+        if (!virtio_net_parse_mac(mac, nic->mac, error)) {
+            nic_config_free(nic);
+            return;
+        }
+    } else {
+        virtio_net_default_mac((*ndefault_macs)++, nic->mac);
+    }
+    if (!cfg->nics) {
+        cfg->nics = g_ptr_array_new_with_free_func(nic_free);
+    }
+    g_ptr_array_add(cfg->nics, nic);
+}
+
+/* -device virtio-net-pci,netdev=ID: takes the -netdev out of the pending table. */
+static bool parse_virtio_net(Opts *o, MachineConfig *cfg, CmdlineState *st, GError **error)
+{
+    const char *netdev = opts_get(o, "netdev");
+    const char *mac = opts_get(o, "mac");
+    opts_get(o, "id");
+    if (!opts_check_unused(o, error)) {
+        return false;
+    }
+    if (!netdev) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "virtio-net-pci: netdev= is required");
+        return false;
+    }
+    gpointer key, value;
+    if (!g_hash_table_lookup_extended(st->pending_netdevs, netdev, &key, &value)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    g_hash_table_contains(st->netdev_ids, netdev)
+                        ? "virtio-net-pci: netdev '%s' is already in use by another NIC"
+                        : "virtio-net-pci: no -netdev with id '%s'",
+                    netdev);
+        return false;
+    }
+    g_hash_table_steal(st->pending_netdevs, netdev);
+    g_free(key);
+    GError *err = NULL;
+    machine_add_nic(cfg, value, mac, &st->ndefault_macs, &err);
+    if (err) {
+        g_propagate_error(error, err);
+        return false;
+    }
+    return true;
+}
+
+static bool parse_netdev(const char *arg, CmdlineState *st, GError **error)
+{
+    NetdevConfig *nd = netdev_config_parse(arg, error);
+    if (!nd) {
+        return false;
+    }
+    if (g_hash_table_contains(st->netdev_ids, nd->id)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "duplicate netdev id '%s'", nd->id);
+        netdev_config_free(nd);
+        return false;
+    }
+    g_hash_table_add(st->netdev_ids, g_strdup(nd->id));
+    g_hash_table_insert(st->pending_netdevs, g_strdup(nd->id), nd);
+    st->net_set = true;
+    return true;
+}
+
+/*
+ * -nic TYPE[,model=M][,mac=MAC][,netdev options]: QEMU's shorthand for a
+ * -netdev and its NIC. model= and mac= are the NIC's; the rest, plus an id
+ * when none is given, is handed to the -netdev parser unchanged (",," stays).
+ */
+static bool parse_nic(const char *arg, MachineConfig *cfg, CmdlineState *st, GError **error)
+{
+    st->net_set = true;
+    if (strcmp(arg, "none") == 0) {
+        return true;
+    }
+    g_autoptr(GString) netdev = g_string_new(NULL);
+    g_autofree char *model = NULL, *mac = NULL;
+    bool has_id = false;
+    const char *p = arg;
+    while (*p) {
+        GString *part = g_string_new(NULL);
+        for (; *p && !(*p == ',' && p[1] != ','); p++) {
+            if (*p == ',') {
+                p++; /* ",," is a literal comma: keep the escape for the -netdev parser */
+                g_string_append_c(part, ',');
+            }
+            g_string_append_c(part, *p);
+        }
+        if (*p == ',') {
+            p++;
+        }
+        char **slot = g_str_has_prefix(part->str, "model=") ? &model
+                      : g_str_has_prefix(part->str, "mac=")  ? &mac
+                                                             : NULL;
+        if (slot) {
+            g_free(*slot);
+            *slot = g_strdup(strchr(part->str, '=') + 1);
+        } else {
+            has_id |= g_str_has_prefix(part->str, "id=");
+            g_string_append_printf(netdev, "%s%s", netdev->len ? "," : "", part->str);
+        }
+        g_string_free(part, TRUE);
+    }
+    if (model && strcmp(model, "virtio-net-pci") != 0 && strcmp(model, "virtio") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "model=%s is not supported (virtio-net-pci only)", model);
+        return false;
+    }
+    if (!has_id) {
+        g_string_append_printf(netdev, ",id=nic%u", cfg->nics ? cfg->nics->len : 0);
+    }
+    NetdevConfig *nd = netdev_config_parse(netdev->str, error);
+    if (!nd) {
+        return false;
+    }
+    if (!g_hash_table_add(st->netdev_ids, g_strdup(nd->id))) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "duplicate netdev id '%s'", nd->id);
+        netdev_config_free(nd);
+        return false;
+    }
+    GError *err = NULL;
+    machine_add_nic(cfg, nd, mac, &st->ndefault_macs, &err);
+    if (err) {
+        g_propagate_error(error, err);
+        return false;
+    }
+    return true;
+}
+
 /* -device virtio-blk-pci,drive=ID: takes the if=none drive out of the pending table. */
 static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, GHashTable *pending, GError **error)
 {
@@ -250,7 +416,7 @@ static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, GHashTable *pending, G
     return true;
 }
 
-static bool parse_device(const char *arg, MachineConfig *cfg, GHashTable *pending,
+static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st,
                          GError **error)
 {
     g_autoptr(Opts) o = opts_parse(arg, "driver", error);
@@ -262,7 +428,10 @@ static bool parse_device(const char *arg, MachineConfig *cfg, GHashTable *pendin
         return parse_debug_exit(o, cfg, error);
     }
     if (driver && strcmp(driver, "virtio-blk-pci") == 0) {
-        return parse_virtio_blk(o, cfg, pending, error);
+        return parse_virtio_blk(o, cfg, st->pending_drives, error);
+    }
+    if (driver && strcmp(driver, "virtio-net-pci") == 0) {
+        return parse_virtio_net(o, cfg, st, error);
     }
     g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "'%s' is not a valid device model name",
                 driver ? driver : "");
@@ -388,13 +557,6 @@ static bool parse_accel(const char *arg, GError **error)
     return opts_check_unused(o, error);
 }
 
-typedef struct {
-    bool nodefaults;
-    bool serial_set;
-    unsigned ndrives;
-    GHashTable *pending_drives; /* if=none drives by id, until a -device takes them */
-    GHashTable *chardevs;       /* -chardev id -> monitor spec, until a -mon takes it */
-} CmdlineState;
 
 static void add_monitor(MachineConfig *cfg, char *spec)
 {
@@ -540,7 +702,11 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
     case OPT_NAME:
         return parse_name(arg, cfg, error);
     case OPT_DEVICE:
-        return parse_device(arg, cfg, st->pending_drives, error);
+        return parse_device(arg, cfg, st, error);
+    case OPT_NETDEV:
+        return parse_netdev(arg, st, error);
+    case OPT_NIC:
+        return parse_nic(arg, cfg, st, error);
     case OPT_DRIVE:
         return parse_drive(arg, cfg, st->pending_drives, &st->ndrives, error);
     case OPT_QMP:
@@ -591,6 +757,10 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
     CmdlineState st = {.pending_drives = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                                                drive_free)};
     g_autoptr(GHashTable) pending = st.pending_drives;
+    st.pending_netdevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, netdev_free);
+    g_autoptr(GHashTable) pending_netdevs = st.pending_netdevs;
+    st.netdev_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autoptr(GHashTable) netdev_ids = st.netdev_ids;
     st.chardevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     g_autoptr(GHashTable) chardevs = st.chardevs;
 
@@ -635,6 +805,17 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
                     "-daemonize: the serial console cannot be on stdio "
                     "(use -serial file:PATH, pty, unix:PATH,server=on or none)");
+        return false;
+    }
+    /* As QEMU: a -netdev no NIC uses is only worth a warning. */
+    GHashTableIter it;
+    gpointer id;
+    g_hash_table_iter_init(&it, st.pending_netdevs);
+    while (g_hash_table_iter_next(&it, &id, NULL)) {
+        g_printerr("qlite: warning: netdev %s has no peer\n", (const char *)id);
+    }
+    /* QEMU's default NIC, user networking, unless any networking was asked for. */
+    if (!st.net_set && !st.nodefaults && !parse_nic("user", cfg, &st, error)) {
         return false;
     }
     if (!cfg->kernel) {

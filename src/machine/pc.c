@@ -17,6 +17,7 @@
 #include "monitor/qmp.h"
 #include "util/error.h"
 #include "virtio/blk.h"
+#include "virtio/net.h"
 #include "virtio/virtio-pci.h"
 
 #include <errno.h>
@@ -81,6 +82,12 @@ struct Machine {
     gint resetting;   /* a reset is queued on the main loop */
 };
 
+void nic_config_free(NicConfig *nic)
+{
+    netdev_config_free(nic->netdev);
+    g_free(nic);
+}
+
 void machine_config_clear(MachineConfig *cfg)
 {
     g_free(cfg->kernel);
@@ -90,6 +97,9 @@ void machine_config_clear(MachineConfig *cfg)
     g_free(cfg->name);
     if (cfg->disks) {
         g_ptr_array_unref(cfg->disks);
+    }
+    if (cfg->nics) {
+        g_ptr_array_unref(cfg->nics);
     }
     if (cfg->monitors) {
         g_ptr_array_unref(cfg->monitors);
@@ -352,6 +362,18 @@ static void virtio_pci_free_cb(gpointer p)
     virtio_pci_free(p);
 }
 
+/* Puts a virtio device on the PCI bus behind its own virtio-pci function. */
+static bool machine_plug_virtio(Machine *m, VirtioDevice *vdev, GError **error)
+{
+    VirtioPci *vp =
+        virtio_pci_new(vdev, &machine_virtio_host_ops, m, &machine_msi_ops, m, error);
+    if (!vp) {
+        return false;
+    }
+    g_ptr_array_add(m->virtio, vp);
+    return pci_host_plug(m->pci, virtio_pci_device(vp), error);
+}
+
 static bool machine_add_pci(Machine *m, GError **error)
 {
     m->pci = pci_host_new(m->pio, m->mmio, pci_set_irq, m, error);
@@ -366,13 +388,25 @@ static bool machine_add_pci(Machine *m, GError **error)
             g_prefix_error(error, "-drive %s: ", d->file);
             return false;
         }
-        VirtioPci *vp = virtio_pci_new(vdev, &machine_virtio_host_ops, m, &machine_msi_ops, m,
-                                       error);
-        if (!vp) {
+        if (!machine_plug_virtio(m, vdev, error)) {
             return false;
         }
-        g_ptr_array_add(m->virtio, vp);
-        if (!pci_host_plug(m->pci, virtio_pci_device(vp), error)) {
+    }
+    for (guint i = 0; m->cfg.nics && i < m->cfg.nics->len; i++) {
+        const NicConfig *nic = g_ptr_array_index(m->cfg.nics, i);
+        NetBackend *nb = net_backend_new(nic->netdev, error);
+        if (!nb) {
+            g_prefix_error(error, "-netdev %s: ", nic->netdev->id);
+            return false;
+        }
+        VirtioNetConfig vc = {.id = nic->netdev->id};
+        memcpy(vc.mac, nic->mac, sizeof(vc.mac));
+        VirtioDevice *vdev = virtio_net_new(&vc, nb, m->mem, error);
+        if (!vdev) {
+            net_backend_free(nb);
+            return false;
+        }
+        if (!machine_plug_virtio(m, vdev, error)) {
             return false;
         }
     }
@@ -600,6 +634,7 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     m->cfg.serial = g_strdup(cfg->serial);
     m->cfg.name = g_strdup(cfg->name);
     m->cfg.disks = cfg->disks ? g_ptr_array_ref(cfg->disks) : NULL;
+    m->cfg.nics = cfg->nics ? g_ptr_array_ref(cfg->nics) : NULL;
     m->cfg.monitors = cfg->monitors ? g_ptr_array_ref(cfg->monitors) : NULL;
     /*
      * A context of our own, not the global default: g_main_context_invoke() from

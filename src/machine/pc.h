@@ -7,10 +7,19 @@
  * the optional isa-debug-exit. Devices are created here, in this order.
  */
 #include "block/block.h"
+#include "net/net.h"
 
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+/* A virtio-net-pci NIC and the -netdev it is plugged into. */
+typedef struct NicConfig {
+    NetdevConfig *netdev; /* owned */
+    uint8_t mac[6];
+} NicConfig;
+
+void nic_config_free(NicConfig *nic);
 
 /* Process exit codes besides isa-debug-exit's odd (V << 1) | 1. */
 #define QLITE_EXIT_OK      0 /* guest powered off, -no-reboot reset, Ctrl-a x, signal */
@@ -33,6 +42,8 @@ typedef struct MachineConfig {
     uint16_t debug_exit_size;
     /* virtio-blk-pci disks in slot order (DriveConfig *, owned). */
     GPtrArray *disks;
+    /* virtio-net-pci NICs, in slot order after the disks (NicConfig *, owned). */
+    GPtrArray *nics;
     /* QMP monitors: "unix:PATH,server=on,wait=off", "tcp:...", or "fd:N" (owned strings). */
     GPtrArray *monitors;
     bool start_paused; /* -S */

@@ -105,6 +105,19 @@ const char *opts_get(Opts *opts, const char *key)
     return found;
 }
 
+GPtrArray *opts_get_all(Opts *opts, const char *key)
+{
+    GPtrArray *values = g_ptr_array_new();
+    for (guint i = 0; i < opts->items->len; i++) {
+        Opt *o = &g_array_index(opts->items, Opt, i);
+        if (strcmp(o->key, key) == 0) {
+            o->used = true;
+            g_ptr_array_add(values, o->value);
+        }
+    }
+    return values;
+}
+
 bool opts_get_bool(Opts *opts, const char *key, bool def, bool *out, GError **error)
 {
     const char *v = opts_get(opts, key);

@@ -18,6 +18,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Opts, opts_free)
 
 /* The value of key, or NULL; marks the key as used. */
 const char *opts_get(Opts *opts, const char *key);
+/*
+ * Every value of a key that may repeat ("hostfwd=...,hostfwd=..."), in the
+ * order given; empty when absent. The strings belong to opts. Marks the key
+ * as used.
+ */
+GPtrArray *opts_get_all(Opts *opts, const char *key);
 bool opts_get_bool(Opts *opts, const char *key, bool def, bool *out, GError **error);
 bool opts_get_u64(Opts *opts, const char *key, uint64_t def, uint64_t *out, GError **error);
 bool opts_get_size(Opts *opts, const char *key, uint64_t def, uint64_t *out, GError **error);

@@ -310,21 +310,39 @@ void virtqueue_element_free(VirtQueueElement *elem)
 
 void virtqueue_push(VirtQueue *vq, VirtQueueElement *elem, uint32_t len)
 {
+    virtqueue_push_many(vq, &elem, &len, 1);
+}
+
+void virtqueue_push_many(VirtQueue *vq, VirtQueueElement *const *elems, const uint32_t *lens,
+                         unsigned n)
+{
     if (vq->used_hva) {
-        uint32_t *e = (uint32_t *)(vq->used_hva + RING_START) + 2 * (vq->used_idx % vq->size);
-        __atomic_store_n(&e[0], GUINT32_TO_LE(elem->head), __ATOMIC_RELAXED);
-        __atomic_store_n(&e[1], GUINT32_TO_LE(len), __ATOMIC_RELAXED);
-        vq->used_idx++;
-        /* §2.7.8: the element is visible to the driver before the index that publishes it. */
+        for (unsigned i = 0; i < n; i++) {
+            uint16_t slot = (uint16_t)(vq->used_idx + i) % vq->size;
+            uint32_t *e = (uint32_t *)(vq->used_hva + RING_START) + 2 * slot;
+            __atomic_store_n(&e[0], GUINT32_TO_LE(elems[i]->head), __ATOMIC_RELAXED);
+            __atomic_store_n(&e[1], GUINT32_TO_LE(lens[i]), __ATOMIC_RELAXED);
+        }
+        vq->used_idx += n;
+        /* §2.7.8: the elements are visible to the driver before the index that publishes them. */
         __atomic_thread_fence(__ATOMIC_RELEASE);
         store16(used_idx_ptr(vq), vq->used_idx, __ATOMIC_RELAXED);
-        vq->inflight--;
+        vq->inflight -= n;
     }
-    virtqueue_element_free(elem);
+    for (unsigned i = 0; i < n; i++) {
+        virtqueue_element_free(elems[i]);
+    }
 }
 
 void virtqueue_detach(VirtQueue *vq, VirtQueueElement *elem)
 {
+    vq->inflight--;
+    virtqueue_element_free(elem);
+}
+
+void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem)
+{
+    vq->last_avail_idx--;
     vq->inflight--;
     virtqueue_element_free(elem);
 }

@@ -90,8 +90,21 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VirtQueueElement, virtqueue_element_free)
 
 /* Returns a chain to the driver with len bytes written; frees elem. */
 void virtqueue_push(VirtQueue *vq, VirtQueueElement *elem, uint32_t len);
+/*
+ * Returns n chains with lens[i] bytes written to each, published by one used
+ * index update so the driver sees all of them or none (a virtio-net frame
+ * spread over several receive buffers, §5.1.6.4.1); frees the elements.
+ */
+void virtqueue_push_many(VirtQueue *vq, VirtQueueElement *const *elems, const uint32_t *lens,
+                         unsigned n);
 /* Drops a popped chain without returning it (the device gave up on it, NEEDS_RESET); frees elem. */
 void virtqueue_detach(VirtQueue *vq, VirtQueueElement *elem);
+/*
+ * Gives the most recently popped chain back to the avail ring untouched, as if
+ * never taken: the next pop returns it again. Several go back newest first.
+ * Frees elem. For a device that found too few buffers for its whole request.
+ */
+void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem);
 /* True when the driver wants an interrupt for what was pushed since the last one (§2.7.7, §2.7.10). */
 bool virtqueue_should_notify(VirtQueue *vq);
 /* Asks the driver for (enable) or not for kicks (VIRTQ_USED_F_NO_NOTIFY or avail_event). */

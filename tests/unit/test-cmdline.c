@@ -127,6 +127,61 @@ static void test_drives(void)
     machine_config_clear(&cfg);
 }
 
+static const NicConfig *nic(const MachineConfig *cfg, guint i)
+{
+    return g_ptr_array_index(cfg->nics, i);
+}
+
+static void assert_mac(const NicConfig *n, const char *want)
+{
+    g_autofree char *got = g_strdup_printf("%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
+                                           n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+    g_assert_cmpstr(got, ==, want);
+}
+
+static void test_nics(void)
+{
+    MachineConfig cfg;
+    CmdlineAction act;
+    g_autoptr(GError) err = NULL;
+    /* QEMU's default NIC: user networking, 52:54:00:12:34:56. */
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", NULL));
+    g_assert_no_error(err);
+    g_assert_cmpuint(cfg.nics->len, ==, 1);
+    g_assert_cmpint(nic(&cfg, 0)->netdev->type, ==, NETDEV_USER);
+    assert_mac(nic(&cfg, 0), "52:54:00:12:34:56");
+    machine_config_clear(&cfg);
+    /* None with -nodefaults or -nic none. */
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", "-nodefaults", NULL));
+    g_assert_null(cfg.nics);
+    machine_config_clear(&cfg);
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", "-nic", "none", NULL));
+    g_assert_null(cfg.nics);
+    machine_config_clear(&cfg);
+    /*
+     * -device takes its -netdev (NIC order is -device/-nic order); MACs not
+     * given count up from :56; -nic passes everything but model= and mac= on.
+     */
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k",
+                        "-netdev", "user,id=n0,hostfwd=tcp::5555-:22",
+                        "-netdev", "tap,id=t0,ifname=qt0,script=no,downscript=no",
+                        "-device", "virtio-net-pci,netdev=t0,mac=52:54:00:aa:bb:cc",
+                        "-device", "virtio-net-pci,netdev=n0,id=nic0",
+                        "-nic", "user,model=virtio-net-pci,net=192.168.9.0/24", NULL));
+    g_assert_no_error(err);
+    g_assert_cmpuint(cfg.nics->len, ==, 3);
+    g_assert_cmpint(nic(&cfg, 0)->netdev->type, ==, NETDEV_TAP);
+    g_assert_cmpstr(nic(&cfg, 0)->netdev->ifname, ==, "qt0");
+    assert_mac(nic(&cfg, 0), "52:54:00:aa:bb:cc");
+    g_assert_cmpstr(nic(&cfg, 1)->netdev->id, ==, "n0");
+    g_assert_cmpuint(nic(&cfg, 1)->netdev->hostfwd->len, ==, 1);
+    assert_mac(nic(&cfg, 1), "52:54:00:12:34:56");
+    g_assert_cmpint(nic(&cfg, 2)->netdev->type, ==, NETDEV_USER);
+    g_assert_cmphex(g_ntohl(nic(&cfg, 2)->netdev->net.s_addr), ==, 0xc0a80900);
+    assert_mac(nic(&cfg, 2), "52:54:00:12:34:57");
+    machine_config_clear(&cfg);
+}
+
 static void test_monitors(void)
 {
     MachineConfig cfg;
@@ -223,6 +278,21 @@ static void test_errors(void)
     expect_error("server=on,wait=off", "-kernel", "/k", "-chardev", "socket,id=m,path=/s", NULL);
     expect_error("cannot be on stdio", "-kernel", "/k", "-daemonize", "-nographic", NULL);
     expect_error("backend 'pty' is not supported", "-kernel", "/k", "-chardev", "pty,id=m", NULL);
+    expect_error("no -netdev with id 'n9'", "-kernel", "/k", "-netdev", "user,id=n0", "-device",
+                 "virtio-net-pci,netdev=n9", NULL);
+    expect_error("netdev 'n0' is already in use", "-kernel", "/k", "-netdev", "user,id=n0",
+                 "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-net-pci,netdev=n0",
+                 NULL);
+    expect_error("netdev= is required", "-kernel", "/k", "-device", "virtio-net-pci", NULL);
+    expect_error("duplicate netdev id 'n0'", "-kernel", "/k", "-netdev", "user,id=n0",
+                 "-netdev", "user,id=n0", NULL);
+    expect_error("-netdev user,id=n0,hostfwd=tcp:5555-22: ", "-kernel", "/k", "-netdev",
+                 "user,id=n0,hostfwd=tcp:5555-22", NULL);
+    expect_error("invalid mac 'zz'", "-kernel", "/k", "-nic", "user,mac=zz", NULL);
+    expect_error("model=e1000 is not supported", "-kernel", "/k", "-nic", "user,model=e1000",
+                 NULL);
+    expect_error("Invalid parameter 'vectors'", "-kernel", "/k", "-netdev", "user,id=n0",
+                 "-device", "virtio-net-pci,netdev=n0,vectors=3", NULL);
 }
 
 int main(int argc, char **argv)
@@ -233,6 +303,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/actions", test_actions);
     g_test_add_func("/cmdline/drives", test_drives);
     g_test_add_func("/cmdline/monitors", test_monitors);
+    g_test_add_func("/cmdline/nics", test_nics);
     g_test_add_func("/cmdline/errors", test_errors);
     return g_test_run();
 }

@@ -43,11 +43,33 @@ static void test_bool(void)
     g_assert_false(opts_get_bool(o, "x", false, &b, &err));
 }
 
+static void test_repeated(void)
+{
+    g_autoptr(Opts) o =
+        opts_parse("user,hostfwd=tcp::1-:2,id=n,hostfwd=udp::3-:4,,x", "type", NULL);
+    g_autoptr(GPtrArray) all = opts_get_all(o, "hostfwd");
+    g_assert_cmpuint(all->len, ==, 2);
+    g_assert_cmpstr(g_ptr_array_index(all, 0), ==, "tcp::1-:2");
+    g_assert_cmpstr(g_ptr_array_index(all, 1), ==, "udp::3-:4,x");
+    g_autoptr(GPtrArray) none = opts_get_all(o, "absent");
+    g_assert_cmpuint(none->len, ==, 0);
+    /* Both hostfwd values count as used; "type" and "id" were not asked for. */
+    g_autoptr(GError) err = NULL;
+    g_assert_cmpstr(opts_get(o, "type"), ==, "user");
+    g_assert_false(opts_check_unused(o, &err));
+    g_assert_nonnull(g_strrstr(err->message, "'id'"));
+    g_clear_error(&err);
+    g_assert_cmpstr(opts_get(o, "id"), ==, "n");
+    g_assert_true(opts_check_unused(o, &err));
+    g_assert_no_error(err);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/opts/size", test_size);
     g_test_add_func("/opts/keyvals", test_keyvals);
     g_test_add_func("/opts/bool", test_bool);
+    g_test_add_func("/opts/repeated", test_repeated);
     return g_test_run();
 }

@@ -161,6 +161,79 @@ static void test_indirect(void)
     fixture_teardown(&fx);
 }
 
+/* Chains given back newest first come out again in the same order, untouched. */
+static void test_unpop(void)
+{
+    Fixture fx;
+    fixture_setup(&fx, true);
+    uint16_t heads[3];
+    for (unsigned i = 0; i < 3; i++) {
+        FakeBuf b = {fx.data + 0x100 * i, 64 + i, true};
+        heads[i] = fake_vq_add(&fx.f, &b, 1);
+    }
+    VirtQueueElement *e[3];
+    for (unsigned i = 0; i < 3; i++) {
+        e[i] = pop_ok(&fx);
+    }
+    g_assert_true(virtqueue_empty(&fx.vq));
+    /* Asking for a kick while holding them puts avail_event past them (§2.7.10). */
+    virtqueue_set_notification(&fx.vq, true);
+    g_assert_cmpuint(fake_vq_avail_event(&fx.f), ==, fx.f.avail_idx);
+    virtqueue_unpop(&fx.vq, e[2]);
+    virtqueue_unpop(&fx.vq, e[1]);
+    g_assert_cmpuint(fx.vq.inflight, ==, 1);
+    g_assert_false(virtqueue_empty(&fx.vq));
+    for (unsigned i = 1; i < 3; i++) {
+        e[i] = pop_ok(&fx);
+        g_assert_cmpuint(e[i]->head, ==, heads[i]);
+        g_assert_cmpuint(e[i]->in_len, ==, 64 + i);
+    }
+    for (unsigned i = 0; i < 3; i++) {
+        virtqueue_push(&fx.vq, e[i], i);
+    }
+    g_assert_cmpuint(fx.vq.inflight, ==, 0);
+    for (unsigned i = 0; i < 3; i++) {
+        uint32_t id, len;
+        g_assert_true(fake_vq_pop_used(&fx.f, &id, &len));
+        g_assert_cmpuint(id, ==, heads[i]);
+        g_assert_cmpuint(len, ==, i);
+    }
+    fixture_teardown(&fx);
+}
+
+/* Several chains published by one used index update, across the ring's end. */
+static void test_push_many(void)
+{
+    Fixture fx;
+    fixture_setup(&fx, false);
+    uint16_t start = QSIZE - 2;
+    fx.vq.last_avail_idx = fx.vq.used_idx = start;
+    fake_vq_set_avail_idx(&fx.f, start);
+    fx.f.last_used = start;
+    uint16_t used_le = GUINT16_TO_LE(start);
+    memcpy(hva(&fx, fx.f.used_gpa + 2), &used_le, 2);
+    VirtQueueElement *e[4];
+    uint16_t heads[4];
+    uint32_t lens[4] = {100, 200, 300, 7};
+    for (unsigned i = 0; i < 4; i++) {
+        FakeBuf b = {fx.data + 0x400 * i, 0x400, true};
+        heads[i] = fake_vq_add(&fx.f, &b, 1);
+        e[i] = pop_ok(&fx);
+    }
+    virtqueue_push_many(&fx.vq, e, lens, 3);
+    g_assert_cmpuint(fake_vq_used_idx(&fx.f), ==, (uint16_t)(start + 3));
+    g_assert_cmpuint(fx.vq.inflight, ==, 1);
+    virtqueue_push_many(&fx.vq, e + 3, lens + 3, 1);
+    g_assert_cmpuint(fx.vq.inflight, ==, 0);
+    for (unsigned i = 0; i < 4; i++) {
+        uint32_t id, len;
+        g_assert_true(fake_vq_pop_used(&fx.f, &id, &len));
+        g_assert_cmpuint(id, ==, heads[i]);
+        g_assert_cmpuint(len, ==, lens[i]);
+    }
+    fixture_teardown(&fx);
+}
+
 static void push_one(Fixture *fx)
 {
     FakeBuf b = {fx->data, 8, true};
@@ -450,6 +523,8 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio/queue/no-interrupt", test_no_interrupt);
     g_test_add_func("/virtio/queue/start-errors", test_start_errors);
     g_test_add_func("/virtio/queue/iov", test_iov);
+    g_test_add_func("/virtio/queue/unpop", test_unpop);
+    g_test_add_func("/virtio/queue/push-many", test_push_many);
     for (unsigned i = 0; i < G_N_ELEMENTS(bad_cases); i++) {
         g_autofree char *path = g_strdup_printf("/virtio/queue/bad/%s", bad_cases[i].name);
         g_test_add_data_func(path, &bad_cases[i], test_bad);

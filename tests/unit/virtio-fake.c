@@ -262,7 +262,8 @@ bool fake_vq_wait_used(FakeVq *f, FakeTransport *t, unsigned n, int timeout_ms)
     }
 }
 
-uint8_t fake_virtio_start(VirtioDevice *vdev, const FakeVq *f, uint64_t features)
+uint8_t fake_virtio_start_queues(VirtioDevice *vdev, const FakeVq *const *fqs, unsigned n,
+                                 uint64_t features)
 {
     virtio_set_status(vdev, 0);
     virtio_set_status(vdev, VIRTIO_STATUS_ACKNOWLEDGE);
@@ -274,9 +275,16 @@ uint8_t fake_virtio_start(VirtioDevice *vdev, const FakeVq *f, uint64_t features
     if (!(virtio_get_status(vdev) & VIRTIO_STATUS_FEATURES_OK)) {
         return virtio_get_status(vdev);
     }
-    fake_vq_apply(f, virtio_queue(vdev, 0));
+    for (unsigned q = 0; q < n; q++) {
+        fake_vq_apply(fqs[q], virtio_queue(vdev, q));
+    }
     virtio_set_status(vdev, s | VIRTIO_STATUS_DRIVER_OK);
     return virtio_get_status(vdev);
+}
+
+uint8_t fake_virtio_start(VirtioDevice *vdev, const FakeVq *f, uint64_t features)
+{
+    return fake_virtio_start_queues(vdev, &f, 1, features);
 }
 
 uint16_t fake_blk_submit(FakeVq *f, uint64_t req_gpa, uint32_t type, uint64_t sector,

@@ -82,6 +82,9 @@ bool fake_vq_wait_used(FakeVq *f, FakeTransport *t, unsigned n, int timeout_ms);
 
 /* §3.1.1 initialization with the given features; returns the final status. */
 uint8_t fake_virtio_start(VirtioDevice *vdev, const FakeVq *f, uint64_t features);
+/* The same for a device with several queues: fqs[i] drives queue i. */
+uint8_t fake_virtio_start_queues(VirtioDevice *vdev, const FakeVq *const *fqs, unsigned n,
+                                 uint64_t features);
 
 /*
  * A virtio-blk request at req_gpa: 16-byte header there, status byte at
