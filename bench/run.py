@@ -8,7 +8,10 @@ hits every VMM alike, and reports per figure the median, the spread (min-max)
 and the ratio qlite/QEMU. Each boot yields every guest figure at once: the
 selftest times VM exits and 4 KiB disk I/O in the guest kernel and reports
 its verdict through isa-debug-exit. Host-side figures (the device model alone)
-come from build-release/bench/blk-model.
+come from build-release/bench/blk-model. With --net, one more boot per VMM
+and backend (slirp user networking, a tap in a network namespace of its own)
+moves TCP streams both ways between the guest and peers on the host
+(tests/boot/net_setup.py) and reports their rates.
 
 Output: a Markdown table on stdout, bench/results/latest.csv and a chart of
 the ratios, bench/results/latest.png (gnuplot). docs/performance.md says what
@@ -25,6 +28,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "boot"))
+import net_setup  # noqa: E402  host-side TCP peers of the selftest's net checks
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -119,7 +125,8 @@ def vmm_command(vmm, qlite, kernel, disk, append, trace=False):
               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
               "-kernel", kernel, "-append", append]
     if vmm == "qlite":
-        return [qlite, "-drive", f"file={disk},format=raw,if=virtio"] + common
+        # -nodefaults as for QEMU: no default NIC.
+        return [qlite, "-nodefaults", "-drive", f"file={disk},format=raw,if=virtio"] + common
     if vmm == "microvm":
         drive = ["-drive", f"file={disk},format=raw,if=none,id=d0",
                  "-device", "virtio-blk-device,drive=d0"]
@@ -282,6 +289,50 @@ def boot_once(vmm, qlite, kdir, append, tmp, log_path):
     return f
 
 
+class NetSetup:
+    """What net_setup's set-up functions return (their Setup class, bench edition)."""
+
+    def __init__(self, args=(), append="", post=None, prefix=(), cleanup=None):
+        self.args, self.append, self.post = list(args), append, post
+        self.prefix, self.cleanup = list(prefix), cleanup
+
+
+def net_once(vmm, backend, qlite, kdir, base_append, tmp, log_path):
+    """One boot moving TCP streams through backend ("slirp" or "tap"); guest-clock rates."""
+    setup_fn = net_setup.setup_net_user if backend == "slirp" else net_setup.setup_net_tap
+    st = setup_fn(tmp, NetSetup)
+    try:
+        args = st.args
+        if vmm == "microvm":  # no PCI there: the virtio-mmio flavour of the same device
+            args = [a.replace("virtio-net-pci", "virtio-net-device") for a in args]
+        common = ["-m", str(RAM_MIB), "-display", "none", "-serial", "stdio",
+                  "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                  "-kernel", os.path.join(kdir, "vmlinux"),
+                  "-append", base_append + " " + st.append]
+        if vmm == "qlite":
+            cmd = [qlite, "-nodefaults"] + args + common
+        else:
+            cmd = (["qemu-system-x86_64", "-M", VMMS[vmm]["machine"]] + QEMU_COMMON + args +
+                   common)
+        run = Run(vmm, st.prefix + cmd, dict(os.environ))
+        status = run.wait(BOOT_TIMEOUT)
+        with open(log_path, "w") as f:
+            f.write("\n".join(run.console) + "\n")
+        failures = st.post() if status is not None else ["timed out"]
+        if status != PASS_STATUS or failures:
+            tail = "\n".join(run.console[-15:] + run.stderr_lines[-5:] + failures)
+            raise RuntimeError(f"{vmm} {backend}: exit status {status}:\n{tail}")
+    finally:
+        if st.cleanup:
+            st.cleanup()
+    text = "\n".join(run.console)
+    f = {}
+    for check, direction in (("net_tx", "guest->host"), ("net_rx", "host->guest")):
+        m = re.search(r"# " + check + r": \d+ KiB \w+ in \d+ ms, (\d+) KiB/s", text)
+        f[f"net_{backend}_{direction}"] = int(m.group(1)) / 1024 if m else None
+    return f
+
+
 def summarize(samples, vmms):
     """Per figure and VMM: median, min, max over the runs; None when never measured."""
     table = {}
@@ -387,14 +438,14 @@ SANE = {"ms": (0.01, 60000), "s": (0.1, BOOT_TIMEOUT), "MiB": (0.5, 4096),
         "ns/exit": (10, 1e9), "IOPS": (1, 1e7), "req/s": (10, 1e8)}
 
 
-def expected(key, vmm):
-    """Whether vmm can give figure key today (no network device yet; the device model is ours)."""
+def expected(key, vmm, net):
+    """Whether vmm gives figure key: network figures only with --net, the device model is ours."""
     if key.startswith("net_"):
-        return False
+        return net
     return vmm == "qlite" or not key.startswith("model_")
 
 
-def check(table, md, vmms, chart):
+def check(table, md, vmms, chart, net):
     problems = []
     for key, label, unit, _ in FIGURES:
         if label not in md:
@@ -402,7 +453,7 @@ def check(table, md, vmms, chart):
         lo, hi = SANE.get(unit, (None, None))
         for v in vmms:
             r = table[key][v]
-            if not expected(key, v):
+            if not expected(key, v, net):
                 if r is not None:
                     problems.append(f"{key} for {v}: a value where none can exist")
                 continue
@@ -425,6 +476,9 @@ def main():
     ap.add_argument("--no-setup", action="store_true",
                     help="install nothing (QEMU, gnuplot and the kernel must be there)")
     ap.add_argument("--out", default=RESULTS, help="where latest.csv and latest.png go")
+    ap.add_argument("--net", action="store_true",
+                    help="also measure TCP through slirp and tap (one more boot per VMM and "
+                         "backend, a few minutes each here)")
     ap.add_argument("--check", action="store_true",
                     help="smoke test: fail unless every figure a VMM can give has a sane value")
     a = ap.parse_args()
@@ -440,10 +494,11 @@ def main():
     bdir = build_release() if not a.qlite else None
     qlite = a.qlite or os.path.join(bdir, "qlite")
     kdir = kernel_dir()
-    append = " ".join(p for p in ["console=ttyS0", host_params(), "qlite_selftest.run=1",
-                                  "qlite_selftest.checks=exits,blk_bench",
-                                  "qlite_selftest.bench_disk=vda"] if p)
+    base_append = " ".join(p for p in ["console=ttyS0", host_params(), "qlite_selftest.run=1"]
+                           if p)
+    append = base_append + " qlite_selftest.checks=exits,blk_bench qlite_selftest.bench_disk=vda"
     samples = {v: [] for v in vmms}
+    net_setup.report = log
     os.makedirs(os.path.join(a.out, "logs"), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qlite-bench-") as tmp:
         for i in range(a.runs):
@@ -453,6 +508,12 @@ def main():
                 log(f"run {i + 1}/{a.runs}: {VMMS[v]['label']}")
                 log_path = os.path.join(a.out, "logs", f"{v}-{i + 1}.console")
                 samples[v].append(boot_once(v, qlite, kdir, append, tmp, log_path))
+        for backend in ("slirp", "tap") if a.net else ():
+            for v in vmms:
+                log(f"network via {backend}: {VMMS[v]['label']}")
+                log_path = os.path.join(a.out, "logs", f"{v}-net-{backend}.console")
+                samples[v][0].update(net_once(v, backend, qlite, kdir, base_append, tmp,
+                                              log_path))
     if "qlite" in vmms:
         model_bin = bdir or os.path.dirname(os.path.abspath(qlite))
         if os.path.exists(os.path.join(model_bin, "bench", "blk-model")):
@@ -464,7 +525,7 @@ def main():
     chart = write_chart(os.path.join(a.out, "latest.png"), table, vmms)
     log(f"wrote {os.path.join(a.out, 'latest.csv')}" + (" and latest.png" if chart else ""))
     if a.check:
-        problems = check(table, md, vmms, chart)
+        problems = check(table, md, vmms, chart, a.net)
         for p in problems:
             print(f"CHECK FAILED: {p}")
         return 1 if problems else 0

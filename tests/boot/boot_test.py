@@ -19,11 +19,13 @@ import re
 import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+import net_setup
+from pattern import MASK64, SECTOR, disk_pattern
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GUEST_DIR = os.path.join(HERE, "..", "guest")
@@ -48,42 +50,18 @@ def case(kernel, args=(), append="", status=0, expect=(), reject=(), timeout=Non
 
 
 class Setup:
-    def __init__(self, args=(), append="", post=None):
+    def __init__(self, args=(), append="", post=None, prefix=(), cleanup=None):
         self.args = list(args)
         self.append = append
         self.post = post  # () -> list of failure messages
+        self.prefix = list(prefix)  # runs the VMM: ["ip", "netns", "exec", NS]
+        self.cleanup = cleanup  # () -> None, after everything
 
 
 KILLED = -signal.SIGKILL  # what Popen reports for a VMM we SIGKILLed
 
 
 # ---- Disk images -------------------------------------------------------------
-# The selftest's disk pattern (tests/guest/selftest/qlite_selftest.c): with seed
-# S, 512-byte sector s holds 64 little-endian u64 words w[i] = h + i*G (mod 2^64)
-# with h = mix(S ^ (s*G)), G = 0x9e3779b97f4a7c15, mix = SplitMix64's finalizer.
-MASK64 = (1 << 64) - 1
-PATTERN_G = 0x9E3779B97F4A7C15
-SECTOR = 512
-_SECTOR_WORDS = struct.Struct("<64Q")
-_STEPS = [i * PATTERN_G & MASK64 for i in range(64)]
-
-
-def _mix64(z):
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-    return z ^ (z >> 31)
-
-
-def disk_pattern(seed, size):
-    """The bytes the selftest writes over a disk of size bytes with this seed."""
-    assert size % SECTOR == 0
-    out = bytearray()
-    for s in range(size // SECTOR):
-        h = _mix64(seed ^ (s * PATTERN_G & MASK64))
-        out += _SECTOR_WORDS.pack(*[(h + st) & MASK64 for st in _STEPS])
-    return bytes(out)
-
-
 def fnv1a64(data):
     h = 0xCBF29CE484222325
     for b in data:
@@ -277,6 +255,13 @@ CASES = {
                                      r"virtio_blk virtio0: \[vda\]",
                                      TAP_OK + r"blk vda: read back", r"qlite-selftest: PASS"],
                              reject=[r"not ok"], timeout=700),
+    # virtio-net: user networking (DHCP, the host's loopback, hostfwd) and a tap.
+    "linux-net-user": case("vmlinux", DEBUG_EXIT, append=SELFTEST, status=PASS_STATUS,
+                           setup=lambda tmp: net_setup.setup_net_user(tmp, Setup),
+                           expect=[TAP_OK + r"net_tx", TAP_OK + r"net_rx"], reject=[r"not ok"]),
+    "linux-net-tap": case("vmlinux", DEBUG_EXIT, append=SELFTEST, status=PASS_STATUS,
+                          setup=lambda tmp: net_setup.setup_net_tap(tmp, Setup),
+                          expect=[TAP_OK + r"net_tx", TAP_OK + r"net_rx"], reject=[r"not ok"]),
     "linux-bzimage": case("bzImage", DEBUG_EXIT,
                           append=SELFTEST + " qlite_selftest.checks=cpus,rtc",
                           status=PASS_STATUS,
@@ -335,10 +320,17 @@ def main():
         if c["setup"]:
             try:
                 setup = c["setup"](tmp)
+            except net_setup.SkipCase as e:
+                print(f"SKIP {a.case}: {e}")
+                return SKIP
             except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
                 print(f"FAIL {a.case}: setup: {e}")
                 return 1
-        return boot(a, c, kernel, append, timeout, log_path, setup)
+        try:
+            return boot(a, c, kernel, append, timeout, log_path, setup)
+        finally:
+            if setup and setup.cleanup:
+                setup.cleanup()
 
 
 def run_vmm(cmd, timeout, kill_on):
@@ -383,7 +375,7 @@ def run_vmm(cmd, timeout, kill_on):
 def boot(a, c, kernel, append, timeout, log_path, setup):
     cmd = [a.qlite, "-kernel", kernel, "-m", "256", "-display", "none"] + c["args"]
     if setup:
-        cmd += setup.args
+        cmd = setup.prefix + cmd + setup.args
         append = " ".join(p for p in [append, setup.append] if p)
     if append:
         cmd += ["-append", append]
@@ -406,8 +398,9 @@ def boot(a, c, kernel, append, timeout, log_path, setup):
     if stderr.strip():
         print("# qlite stderr:\n" + "\n".join("#   " + l for l in stderr.splitlines()))
     for line in console.splitlines():
-        if "# blk-bench" in line:  # measurements: shown, never judged
-            print("#", line[line.index("# blk-bench") + 2:].rstrip())
+        m = re.search(r"# (blk-bench|net_tx|net_rx)\b.*", line)
+        if m:  # measurements: shown, never judged
+            print("#", m.group(0)[2:].rstrip())
     failures = []
     if status is None:
         failures.append(f"timed out after {timeout} s")

@@ -23,6 +23,7 @@
 #include <linux/fs.h>
 #include <linux/gfp.h>
 #include <linux/init.h>
+#include <linux/inet.h>
 #include <linux/init_syscalls.h>
 #include <linux/initrd.h>
 #include <linux/io.h>
@@ -32,6 +33,7 @@
 #include <linux/kvm_para.h>
 #include <linux/mc146818rtc.h>
 #include <linux/moduleparam.h>
+#include <linux/net.h>
 #include <linux/mount.h>
 #include <linux/printk.h>
 #include <linux/reboot.h>
@@ -41,6 +43,8 @@
 #include <linux/string.h>
 #include <linux/task_work.h>
 #include <linux/workqueue.h>
+#include <net/ipconfig.h>
+#include <net/sock.h>
 #include <uapi/linux/mount.h>
 #include <uapi/linux/virtio_blk.h>
 #ifdef CONFIG_KVM_GUEST
@@ -104,6 +108,18 @@ static uint param_exit_port = 0x1f0;	/* an I/O port no device claims */
 module_param_named(exit_port, param_exit_port, uint, 0444);
 static ulong param_exit_mmio = 0xdff00000;	/* a physical address nothing claims */
 module_param_named(exit_mmio, param_exit_mmio, ulong, 0444);
+
+/* Network checks (see check_net_tx() and check_net_rx()). */
+static char *param_net_addr;	/* the address the kernel's ip= set-up must get */
+module_param_named(net_addr, param_net_addr, charp, 0444);
+static char *param_net_server;	/* "A.B.C.D:PORT" net_tx sends to */
+module_param_named(net_server, param_net_server, charp, 0444);
+static uint param_net_port;	/* TCP port net_rx listens on */
+module_param_named(net_port, param_net_port, uint, 0444);
+static uint param_net_bytes = 4 << 20;	/* each way; a multiple of 512 */
+module_param_named(net_bytes, param_net_bytes, uint, 0444);
+static uint param_net_seed = 1;
+module_param_named(net_seed, param_net_seed, uint, 0444);
 
 /* Lifecycle (tests/qmp/lifecycle_test.py drives these from the host). */
 static uint param_heartbeat_ms;	/* after the verdict, a heartbeat line this often */
@@ -1073,6 +1089,236 @@ static void __init check_ext2(void)
 }
 
 /*
+ * Network checks. ip=dhcp (or a static ip=) configures eth0 before we run
+ * (we are late_initcall_sync, after ip_auto_config). Streams carry the disk
+ * pattern (pattern_fill: 512-byte blocks numbered from 0 across the stream)
+ * and are summarised by a word-wise FNV-1a digest, cheap where ring 0 is
+ * emulated: h = (h ^ w) * FNV_PRIME over the little-endian u64 words.
+ * tests/boot/boot_test.py (stream_digest) computes the same on the host.
+ *
+ * net_tx: connect to net_server, send net_bytes of pattern(net_seed), shut
+ *   down our side, read the server's digest line ("%016llx\n"), compare.
+ * net_rx: listen on net_port, accept one connection, receive net_bytes of
+ *   pattern(net_seed + 1) and check every block, send back its digest line
+ *   and then net_bytes of pattern(net_seed + 2), shut down our side and wait
+ *   for the peer to close (it has read everything then).
+ */
+#define FNV_OFFSET	0xcbf29ce484222325ULL
+#define FNV_PRIME	0x100000001b3ULL
+
+static u64 digest_words(u64 h, const void *buf, size_t len)
+{
+	const __le64 *w = buf;
+	size_t i;
+
+	for (i = 0; i < len / sizeof(u64); i++)
+		h = (h ^ le64_to_cpu(w[i])) * FNV_PRIME;
+	return h;
+}
+
+static int net_send_all(struct socket *sock, const void *buf, size_t len)
+{
+	while (len) {
+		struct kvec iov = { .iov_base = (void *)buf, .iov_len = len };
+		struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
+		int n = kernel_sendmsg(sock, &msg, &iov, 1, len);
+
+		if (n <= 0)
+			return n ? n : -EPIPE;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Fills buf unless the stream ends first; returns the bytes read or -errno. */
+static int net_recv_full(struct socket *sock, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		struct kvec iov = { .iov_base = buf + got, .iov_len = len - got };
+		struct msghdr msg = {};
+		int n = kernel_recvmsg(sock, &msg, &iov, 1, len - got, 0);
+
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		got += n;
+	}
+	return got;
+}
+
+static int net_socket(struct socket **sock)
+{
+	int err = sock_create_kern(&init_net, AF_INET, SOCK_STREAM, IPPROTO_TCP, sock);
+
+	if (!err)
+		(*sock)->sk->sk_rcvtimeo = (*sock)->sk->sk_sndtimeo = param_io_timeout * HZ;
+	return err;
+}
+
+/* Sends net_bytes of pattern(seed); returns 0 or -errno, and the digest. */
+static int net_send_pattern(struct socket *sock, void *buf, u64 seed, u64 *digest)
+{
+	unsigned int off, len;
+	int err;
+
+	*digest = FNV_OFFSET;
+	for (off = 0; off < param_net_bytes; off += len) {
+		len = min_t(unsigned int, CHUNK_BYTES, param_net_bytes - off);
+		pattern_fill(buf, seed, off >> SECTOR_SHIFT, len >> SECTOR_SHIFT);
+		*digest = digest_words(*digest, buf, len);
+		err = net_send_all(sock, buf, len);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static void print_rate(const char *check, const char *what, u64 ns)
+{
+	pr_info("# %s: %u KiB %s in %llu ms, %llu KiB/s (guest clock)\n", check,
+		param_net_bytes >> 10, what, ns / NSEC_PER_MSEC,
+		ns ? (u64)(param_net_bytes >> 10) * NSEC_PER_SEC / ns : 0);
+}
+
+static void check_net_addr(void)
+{
+	__be32 want;
+
+	if (!param_net_addr || !in4_pton(param_net_addr, -1, (u8 *)&want, -1, NULL)) {
+		report(false, "net_addr: qlite_selftest.net_addr=A.B.C.D is required");
+		return;
+	}
+	report(ic_myaddr == want, "net_addr: the kernel's ip= set-up gave %pI4 (want %pI4)",
+	       &ic_myaddr, &want);
+}
+
+static void check_net_tx(void)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	struct socket *sock = NULL;
+	const char *end;
+	char line[17] = {}, want[17];
+	u16 port;
+	u64 digest = 0, t0;
+	void *buf;
+	int err;
+
+	if (!param_net_server ||
+	    !in4_pton(param_net_server, -1, (u8 *)&addr.sin_addr, ':', &end) ||
+	    *end != ':' || kstrtou16(end + 1, 10, &port) || !port ||
+	    param_net_bytes % SECTOR_SIZE) {
+		report(false, "net_tx: qlite_selftest.net_server=A.B.C.D:PORT is required");
+		return;
+	}
+	addr.sin_port = htons(port);
+	buf = chunk_alloc();
+	err = buf ? net_socket(&sock) : -ENOMEM;
+	if (err)
+		goto out;
+	t0 = ktime_get_ns();
+	err = kernel_connect(sock, (struct sockaddr *)&addr, sizeof(addr), 0);
+	if (err)
+		goto out;
+	err = net_send_pattern(sock, buf, param_net_seed, &digest);
+	if (err)
+		goto out;
+	print_rate("net_tx", "sent", ktime_get_ns() - t0);
+	err = kernel_sock_shutdown(sock, SHUT_WR);
+	if (!err)
+		err = net_recv_full(sock, line, 16);
+out:
+	if (err < 0) {
+		report(false, "net_tx: to %s: error %d%s", param_net_server, err,
+		       io_err_name(err));
+	} else {
+		snprintf(want, sizeof(want), "%016llx", digest);
+		report(!strcmp(line, want), "net_tx: %u bytes to %s, the server's digest %s (want %s)",
+		       param_net_bytes, param_net_server, line, want);
+	}
+	if (sock)
+		sock_release(sock);
+	chunk_free(buf, false);
+}
+
+static void check_net_rx(void)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	struct socket *lsock = NULL, *sock = NULL;
+	unsigned int off = 0, bad = 0;
+	u64 digest = FNV_OFFSET, sent, t0;
+	char line[18];
+	void *buf, *want;
+	int n = 0, err;
+
+	if (!param_net_port || param_net_port > 65535 || param_net_bytes % SECTOR_SIZE) {
+		report(false, "net_rx: qlite_selftest.net_port=PORT is required");
+		return;
+	}
+	addr.sin_port = htons(param_net_port);
+	buf = chunk_alloc();
+	want = chunk_alloc();
+	err = buf && want ? net_socket(&lsock) : -ENOMEM;
+	if (!err)
+		err = kernel_bind(lsock, (struct sockaddr *)&addr, sizeof(addr));
+	if (!err)
+		err = kernel_listen(lsock, 1);
+	if (err)
+		goto out;
+	pr_info("qlite-selftest: net_rx: listening on port %u\n", param_net_port);
+	err = kernel_accept(lsock, &sock, 0);
+	if (err)
+		goto out;
+	sock->sk->sk_rcvtimeo = sock->sk->sk_sndtimeo = param_io_timeout * HZ;
+	t0 = ktime_get_ns();
+	while (off < param_net_bytes) {
+		n = net_recv_full(sock, buf, min_t(unsigned int, CHUNK_BYTES,
+						   param_net_bytes - off));
+		if (n <= 0)
+			break;
+		digest = digest_words(digest, buf, n);
+		if (!(n % SECTOR_SIZE)) {
+			pattern_fill(want, param_net_seed + 1, off >> SECTOR_SHIFT,
+				     n >> SECTOR_SHIFT);
+			bad += memcmp(buf, want, n) != 0;
+		}
+		off += n;
+	}
+	if (n < 0) {
+		err = n;
+		goto out;
+	}
+	print_rate("net_rx", "received", ktime_get_ns() - t0);
+	report(off == param_net_bytes && !bad, "net_rx: received %u bytes (want %u), %u bad chunks",
+	       off, param_net_bytes, bad);
+	snprintf(line, sizeof(line), "%016llx\n", digest);
+	err = net_send_all(sock, line, 17);
+	if (!err)
+		err = net_send_pattern(sock, buf, param_net_seed + 2, &sent);
+	if (!err)
+		err = kernel_sock_shutdown(sock, SHUT_WR);
+	/*
+	 * The peer closes once it has read everything: until then our last
+	 * bytes may still be in the send queue, and ending the VM (the
+	 * verdict) would lose them.
+	 */
+	if (!err)
+		err = min(net_recv_full(sock, buf, 1), 0);
+out:
+	report(!err, "net_rx: exchange on port %u: %d%s", param_net_port, err,
+	       io_err_name(err));
+	if (sock)
+		sock_release(sock);
+	if (lsock)
+		sock_release(lsock);
+	chunk_free(want, false);
+	chunk_free(buf, false);
+}
+
+/*
  * power_button: what a distribution's acpid or logind does, in the kernel,
  * since our userspace cannot run everywhere: an ACPI fixed power button
  * press (PM1 status, SCI) powers the machine off (ACPI S5).
@@ -1144,6 +1390,9 @@ static const struct {
 	{ "ext2", check_ext2 },
 	{ "exits", check_exits },
 	{ "power_button", check_power_button },
+	{ "net_addr", check_net_addr },
+	{ "net_tx", check_net_tx },
+	{ "net_rx", check_net_rx },
 };
 
 /* Runs each check named in param_checks, in order. */
@@ -1234,4 +1483,5 @@ static int __init qlite_selftest_init(void)
 	console_loglevel = saved_loglevel;
 	return 0;
 }
-late_initcall(qlite_selftest_init);
+/* _sync: after every late_initcall, so after ip_auto_config (ip=dhcp). */
+late_initcall_sync(qlite_selftest_init);
