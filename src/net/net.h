@@ -29,6 +29,18 @@
 
 typedef struct NetBackend NetBackend;
 
+/* struct virtio_net_hdr_v1 (virtio 1.2 §5.1.6), little-endian: the vnet header above. */
+typedef struct {
+    uint8_t flags;
+    uint8_t gso_type;
+    uint16_t hdr_len;
+    uint16_t gso_size;
+    uint16_t csum_start;
+    uint16_t csum_offset;
+    uint16_t num_buffers;
+} NetVnetHdr;
+G_STATIC_ASSERT(sizeof(NetVnetHdr) == NET_VNET_HDR_LEN);
+
 /* A host forwarding rule: hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT */
 typedef struct HostFwd {
     bool udp;

@@ -60,18 +60,6 @@ typedef struct __attribute__((packed)) {
 } VirtioNetConfigSpace;
 G_STATIC_ASSERT(sizeof(VirtioNetConfigSpace) == 8);
 
-/* §5.1.6: in front of every frame, both ways; num_buffers is always there with VERSION_1. */
-typedef struct {
-    uint8_t flags;
-    uint8_t gso_type;
-    uint16_t hdr_len;
-    uint16_t gso_size;
-    uint16_t csum_start;
-    uint16_t csum_offset;
-    uint16_t num_buffers;
-} VirtioNetHdr;
-G_STATIC_ASSERT(sizeof(VirtioNetHdr) == NET_VNET_HDR_LEN);
-
 /* The features that let a header ask for each offload, in one direction. */
 typedef struct {
     unsigned csum, tso4, tso6, ecn;
@@ -145,7 +133,7 @@ static void net_iov_copy(const struct iovec *dst, unsigned dn, size_t dst_off,
  * §5.1.6.2.1 (driver) and §5.1.6.4.1 (device): a header asks only for the
  * offloads negotiated for its direction; anything else could not be honoured.
  */
-static bool net_hdr_allowed(VirtioDevice *vdev, const VirtioNetHdr *hdr, const NetHdrFeatures *f)
+static bool net_hdr_allowed(VirtioDevice *vdev, const NetVnetHdr *hdr, const NetHdrFeatures *f)
 {
     if ((hdr->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !virtio_has_feature(vdev, f->csum)) {
         return false;
@@ -168,7 +156,7 @@ static bool net_hdr_allowed(VirtioDevice *vdev, const VirtioNetHdr *hdr, const N
 /* ---- transmit (§5.1.6.2) ---- */
 
 /* The backend takes the frame before returning: nothing points into guest RAM afterwards. */
-static bool net_tx_send(VirtioNet *n, const VirtQueueElement *elem, VirtioNetHdr *hdr)
+static bool net_tx_send(VirtioNet *n, const VirtQueueElement *elem, NetVnetHdr *hdr)
 {
     g_autofree struct iovec *iov = g_new(struct iovec, elem->out_num + 1);
     unsigned cnt = 0;
@@ -188,15 +176,15 @@ static bool net_tx_send(VirtioNet *n, const VirtQueueElement *elem, VirtioNetHdr
  */
 static bool net_tx_one(VirtioNet *n, VirtQueue *vq, VirtQueueElement *elem)
 {
-    const char *fault = elem->in_num                           ? "has device-writable buffers"
-                        : elem->out_len < sizeof(VirtioNetHdr) ? "is shorter than the header"
-                                                               : NULL;
+    const char *fault = elem->in_num                         ? "has device-writable buffers"
+                        : elem->out_len < sizeof(NetVnetHdr) ? "is shorter than the header"
+                                                             : NULL;
     if (fault) {
         virtio_error(&n->vdev, "transmit chain %u %s", elem->head, fault);
         virtqueue_detach(vq, elem);
         return false;
     }
-    VirtioNetHdr hdr;
+    NetVnetHdr hdr;
     iov_to_buf(elem->out_sg, elem->out_num, 0, &hdr, sizeof(hdr));
     uint64_t len = elem->out_len - sizeof(hdr);
     if (len >= NET_ETH_HLEN && len <= NET_MAX_FRAME &&
@@ -285,7 +273,7 @@ static void net_tx_run(VirtioNet *n)
 /* ---- receive (§5.1.6.3, §5.1.6.4) ---- */
 
 /* The header the driver gets: the backend's, limited to what the driver accepted (§5.1.6.4.1). */
-static bool net_rx_hdr(VirtioNet *n, const struct iovec *iov, unsigned iovcnt, VirtioNetHdr *hdr)
+static bool net_rx_hdr(VirtioNet *n, const struct iovec *iov, unsigned iovcnt, NetVnetHdr *hdr)
 {
     memset(hdr, 0, sizeof(*hdr));
     if (!n->backend->vnet_hdr) {
@@ -357,9 +345,9 @@ static NetRxTake net_rx_take(VirtioNet *n, VirtQueue *vq, size_t need, VirtQueue
             continue;
         }
         VirtQueueElement *e = elems[k++];
-        const char *fault = e->out_num                         ? "has device-readable buffers"
-                            : e->in_len < sizeof(VirtioNetHdr) ? "is shorter than the header"
-                                                               : NULL;
+        const char *fault = e->out_num                       ? "has device-readable buffers"
+                            : e->in_len < sizeof(NetVnetHdr) ? "is shorter than the header"
+                                                             : NULL;
         if (fault) {
             virtio_error(&n->vdev, "receive chain %u %s", e->head, fault);
             net_rx_abandon(vq, elems, k);
@@ -381,7 +369,7 @@ static NetRxTake net_rx_take(VirtioNet *n, VirtQueue *vq, size_t need, VirtQueue
  * through the others, each but the last filled completely; all published at
  * once so the driver never sees part of a frame.
  */
-static void net_rx_fill(VirtQueue *vq, VirtioNetHdr *hdr, const struct iovec *iov, unsigned iovcnt,
+static void net_rx_fill(VirtQueue *vq, NetVnetHdr *hdr, const struct iovec *iov, unsigned iovcnt,
                         size_t skip, size_t len, VirtQueueElement **elems, unsigned count)
 {
     uint32_t used[NET_QUEUE_SIZE];
@@ -410,9 +398,9 @@ static bool net_receive(void *opaque, const struct iovec *iov, unsigned iovcnt)
     if (!vdev->active || vdev->paused) {
         return false;
     }
-    size_t skip = n->backend->vnet_hdr ? sizeof(VirtioNetHdr) : 0;
+    size_t skip = n->backend->vnet_hdr ? sizeof(NetVnetHdr) : 0;
     size_t total = net_iov_size(iov, iovcnt);
-    VirtioNetHdr hdr;
+    NetVnetHdr hdr;
     if (total < skip + NET_ETH_HLEN || total - skip > NET_MAX_FRAME ||
         !net_rx_hdr(n, iov, iovcnt, &hdr)) {
         n->stats.rx_dropped++;

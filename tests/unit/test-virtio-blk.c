@@ -194,40 +194,31 @@ static void test_features(void)
     fixture_close(&fx);
 }
 
-static uint64_t cfg_read(VirtioDevice *v, uint32_t off, unsigned len)
-{
-    uint8_t b[8] = {0};
-    virtio_config_read(v, off, b, len);
-    uint64_t x = 0;
-    memcpy(&x, b, len);
-    return GUINT64_FROM_LE(x);
-}
-
 static void test_config(void)
 {
     Fixture fx;
     fixture_open(&fx, false, BLOCK_CACHE_WRITEBACK);
     VirtioDevice *v = fx.vdev;
     g_assert_cmpuint(v->config_size, ==, 60);
-    g_assert_cmpuint(cfg_read(v, 0, 8), ==, SECTORS);    /* capacity */
-    g_assert_cmpuint(cfg_read(v, 8, 4), ==, 1 << 20);    /* size_max */
-    g_assert_cmpuint(cfg_read(v, 12, 4), ==, QSIZE - 2); /* seg_max */
-    g_assert_cmpuint(cfg_read(v, 16, 4), ==, 0);         /* geometry: not offered */
-    g_assert_cmpuint(cfg_read(v, 20, 4), ==, 512);       /* blk_size */
-    g_assert_cmpuint(cfg_read(v, 32, 1), ==, 1);         /* writeback */
-    g_assert_cmpuint(cfg_read(v, 33, 1), ==, 0);         /* unused0 */
-    g_assert_cmpuint(cfg_read(v, 34, 2), ==, 1);         /* num_queues */
-    g_assert_cmpuint(cfg_read(v, 36, 4), ==, 1 << 22);   /* max_discard_sectors */
-    g_assert_cmpuint(cfg_read(v, 40, 4), ==, 1);         /* max_discard_seg */
-    g_assert_cmpuint(cfg_read(v, 44, 4), ==, 8);         /* discard_sector_alignment */
-    g_assert_cmpuint(cfg_read(v, 48, 4), ==, 1 << 16);   /* max_write_zeroes_sectors */
-    g_assert_cmpuint(cfg_read(v, 52, 4), ==, 1);         /* max_write_zeroes_seg */
-    g_assert_cmpuint(cfg_read(v, 56, 1), ==, 1);         /* write_zeroes_may_unmap */
+    g_assert_cmpuint(fake_config_read(v, 0, 8), ==, SECTORS);    /* capacity */
+    g_assert_cmpuint(fake_config_read(v, 8, 4), ==, 1 << 20);    /* size_max */
+    g_assert_cmpuint(fake_config_read(v, 12, 4), ==, QSIZE - 2); /* seg_max */
+    g_assert_cmpuint(fake_config_read(v, 16, 4), ==, 0);         /* geometry: not offered */
+    g_assert_cmpuint(fake_config_read(v, 20, 4), ==, 512);       /* blk_size */
+    g_assert_cmpuint(fake_config_read(v, 32, 1), ==, 1);         /* writeback */
+    g_assert_cmpuint(fake_config_read(v, 33, 1), ==, 0);         /* unused0 */
+    g_assert_cmpuint(fake_config_read(v, 34, 2), ==, 1);         /* num_queues */
+    g_assert_cmpuint(fake_config_read(v, 36, 4), ==, 1 << 22);   /* max_discard_sectors */
+    g_assert_cmpuint(fake_config_read(v, 40, 4), ==, 1);         /* max_discard_seg */
+    g_assert_cmpuint(fake_config_read(v, 44, 4), ==, 8);         /* discard_sector_alignment */
+    g_assert_cmpuint(fake_config_read(v, 48, 4), ==, 1 << 16);   /* max_write_zeroes_sectors */
+    g_assert_cmpuint(fake_config_read(v, 52, 4), ==, 1);         /* max_write_zeroes_seg */
+    g_assert_cmpuint(fake_config_read(v, 56, 1), ==, 1);         /* write_zeroes_may_unmap */
     /* Out of range reads zeroes, writes are ignored. */
-    g_assert_cmpuint(cfg_read(v, 58, 4), ==, 0);
+    g_assert_cmpuint(fake_config_read(v, 58, 4), ==, 0);
     uint8_t junk[4] = {1, 2, 3, 4};
     virtio_config_write(v, 0, junk, 4);
-    g_assert_cmpuint(cfg_read(v, 0, 8), ==, SECTORS);
+    g_assert_cmpuint(fake_config_read(v, 0, 8), ==, SECTORS);
     fixture_close(&fx);
 }
 

@@ -282,6 +282,15 @@ uint8_t fake_virtio_start_queues(VirtioDevice *vdev, const FakeVq *const *fqs, u
     return virtio_get_status(vdev);
 }
 
+uint64_t fake_config_read(VirtioDevice *vdev, uint32_t offset, unsigned len)
+{
+    uint8_t b[8] = {0};
+    virtio_config_read(vdev, offset, b, len);
+    uint64_t x = 0;
+    memcpy(&x, b, len);
+    return GUINT64_FROM_LE(x);
+}
+
 uint8_t fake_virtio_start(VirtioDevice *vdev, const FakeVq *f, uint64_t features)
 {
     return fake_virtio_start_queues(vdev, &f, 1, features);

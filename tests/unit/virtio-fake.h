@@ -80,6 +80,9 @@ unsigned fake_transport_queue_irqs(FakeTransport *t);
  */
 bool fake_vq_wait_used(FakeVq *f, FakeTransport *t, unsigned n, int timeout_ms);
 
+/* A device config field of len (1..8) bytes at offset, as the driver reads it. */
+uint64_t fake_config_read(VirtioDevice *vdev, uint32_t offset, unsigned len);
+
 /* §3.1.1 initialization with the given features; returns the final status. */
 uint8_t fake_virtio_start(VirtioDevice *vdev, const FakeVq *f, uint64_t features);
 /* The same for a device with several queues: fqs[i] drives queue i. */
