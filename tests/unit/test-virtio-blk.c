@@ -593,18 +593,10 @@ static void test_open_errors(void)
     g_rmdir(dir);
 }
 
-static void count_warnings(const gchar *domain, GLogLevelFlags level, const gchar *msg,
-                           gpointer opaque)
-{
-    __atomic_add_fetch(&warnings, 1, __ATOMIC_RELAXED);
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    /* Guest errors are warnings by design: count them instead of aborting. */
-    g_log_set_always_fatal(G_LOG_FATAL_MASK);
-    g_log_set_handler("qlite-virtio", G_LOG_LEVEL_WARNING, count_warnings, NULL);
+    fake_count_virtio_warnings(&warnings);
     g_test_add_func("/virtio/blk/features", test_features);
     g_test_add_func("/virtio/blk/config", test_config);
     g_test_add_func("/virtio/blk/rw", test_rw);

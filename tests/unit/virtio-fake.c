@@ -282,6 +282,18 @@ uint8_t fake_virtio_start_queues(VirtioDevice *vdev, const FakeVq *const *fqs, u
     return virtio_get_status(vdev);
 }
 
+static void count_warning(const gchar *domain, GLogLevelFlags level, const gchar *msg,
+                          gpointer opaque)
+{
+    __atomic_add_fetch((unsigned *)opaque, 1, __ATOMIC_RELAXED);
+}
+
+void fake_count_virtio_warnings(unsigned *counter)
+{
+    g_log_set_always_fatal(G_LOG_FATAL_MASK);
+    g_log_set_handler("qlite-virtio", G_LOG_LEVEL_WARNING, count_warning, counter);
+}
+
 uint64_t fake_config_read(VirtioDevice *vdev, uint32_t offset, unsigned len)
 {
     uint8_t b[8] = {0};

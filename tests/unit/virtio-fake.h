@@ -80,6 +80,12 @@ unsigned fake_transport_queue_irqs(FakeTransport *t);
  */
 bool fake_vq_wait_used(FakeVq *f, FakeTransport *t, unsigned n, int timeout_ms);
 
+/*
+ * Guest errors are warnings by design (virtio_error): counts the virtio
+ * library's warnings into *counter instead of aborting the test.
+ */
+void fake_count_virtio_warnings(unsigned *counter);
+
 /* A device config field of len (1..8) bytes at offset, as the driver reads it. */
 uint64_t fake_config_read(VirtioDevice *vdev, uint32_t offset, unsigned len);
 
