@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/* The machine's parts, shared by pc.c and snapshot.c (save and restore). */
+#include "block/block.h"
+#include "chardev/chardev.h"
+#include "cpu/kvm.h"
+#include "cpu/vcpu.h"
+#include "machine/acpi-pm.h"
+#include "machine/acpi.h"
+#include "machine/boot.h"
+#include "machine/debug-exit.h"
+#include "machine/i8042.h"
+#include "machine/mptable.h"
+#include "machine/pc.h"
+#include "machine/pci-host.h"
+#include "machine/rtc.h"
+#include "machine/serial.h"
+#include "mem/bus.h"
+#include "mem/guest-mem.h"
+#include "monitor/qmp.h"
+
+/* QMP's run states (query-status), those qlite can be in. */
+typedef enum {
+    RUN_STATE_PRELAUNCH,
+    RUN_STATE_RUNNING,
+    RUN_STATE_PAUSED,
+    RUN_STATE_SHUTDOWN,
+    RUN_STATE_INTERNAL_ERROR,
+} RunState;
+
+struct Machine {
+    MachineConfig cfg;
+    GMainContext *ctx;
+    GMainLoop *loop;
+
+    Kvm *kvm;
+    GuestMem *mem;
+    Bus *pio;
+    Bus *mmio;
+    CpuSet *cpus;
+
+    /* What the boot loader copies in again at every reset. */
+    GMappedFile *kernel_file;
+    GMappedFile *initrd_file;
+    BootKernel kernel;
+    uint8_t acpi[ACPI_TABLES_MAX];
+    size_t acpi_size; /* the ACPI tables, then the MP configuration table */
+    uint8_t mpf[MPTABLE_MPF_SIZE];
+    uint64_t rsdp;
+
+    Chardev *serial_chr;
+    Serial *serial;
+    Rtc *rtc;
+    I8042 *kbd;
+    AcpiPm *pm;
+    DebugExit debug_exit;
+    PciHost *pci;
+    GPtrArray *virtio; /* VirtioPci *, in slot order */
+    QmpServer *qmp;
+    gint runstate; /* RunState */
+    /* kvmclock when the VM stopped, put back by cont (monitor thread). */
+    uint64_t stopped_clock;
+    bool clock_stopped;
+
+    GSource *signal_sources[3];
+    gint ending;      /* set once: the VM is on its way out */
+    int exit_status;  /* valid once ending */
+    gint resetting;   /* a reset is queued on the main loop */
+};
