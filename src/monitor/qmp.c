@@ -244,6 +244,12 @@ static gboolean event_dispatch(gpointer opaque)
 
 void qmp_server_event(QmpServer *s, const char *name, JsonNode *data)
 {
+    if (!s) { /* no monitor: nobody to tell */
+        if (data) {
+            json_node_unref(data);
+        }
+        return;
+    }
     JsonNode *ev = event_node(name, data);
     if (iothread_is_current(s->thread)) {
         broadcast(s, ev);

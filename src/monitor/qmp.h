@@ -72,7 +72,8 @@ bool qmp_server_listen(QmpServer *s, const char *spec, GError **error);
 bool qmp_server_listen_fd(QmpServer *s, int fd, GError **error);
 
 /*
- * Sends an event to every negotiated client; data may be NULL (taken over).
+ * Sends an event to every negotiated client; data may be NULL (taken over),
+ * and so may s (a VM without monitors: the event goes nowhere).
  * From the monitor thread (inside a command) it goes out at once, before the
  * command's reply; from any other thread it is queued to the monitor thread.
  */
