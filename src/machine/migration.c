@@ -15,8 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static const char *const mig_status_names[] = {NULL, "setup", "active", "completed", "failed",
-                                               "cancelled"};
+static const char *const mig_status_names[] = {NULL,        "setup",  "active",
+                                               "completed", "failed", "cancelled"};
 
 static void mig_set_status(Machine *m, MigStatus status)
 {

@@ -18,6 +18,43 @@
 #include <inttypes.h>
 #include <string.h>
 
+/* The machine's own devices, each one state section. */
+typedef struct {
+    const char *id;
+    void *dev;
+    void (*save)(void *dev, GByteArray *out);
+    void (*load)(void *dev, StateIn *in);
+} MachineDevice;
+
+#define MACHINE_DEVICES_MAX 5
+#define DEVICE_STATE_FNS(name)                                                                     \
+    static void save_##name(void *dev, GByteArray *out)                                            \
+    {                                                                                              \
+        name##_save(dev, out);                                                                     \
+    }                                                                                              \
+    static void load_##name(void *dev, StateIn *in)                                                \
+    {                                                                                              \
+        name##_load(dev, in);                                                                      \
+    }
+DEVICE_STATE_FNS(serial)
+DEVICE_STATE_FNS(rtc)
+DEVICE_STATE_FNS(i8042)
+DEVICE_STATE_FNS(acpi_pm)
+DEVICE_STATE_FNS(pci_host)
+
+static unsigned machine_devices(Machine *m, MachineDevice *out)
+{
+    unsigned n = 0;
+    if (m->serial) {
+        out[n++] = (MachineDevice){"serial", m->serial, save_serial, load_serial};
+    }
+    out[n++] = (MachineDevice){"rtc", m->rtc, save_rtc, load_rtc};
+    out[n++] = (MachineDevice){"i8042", m->kbd, save_i8042, load_i8042};
+    out[n++] = (MachineDevice){"acpi-pm", m->pm, save_acpi_pm, load_acpi_pm};
+    out[n++] = (MachineDevice){"pci-host", m->pci, save_pci_host, load_pci_host};
+    return n;
+}
+
 /*
  * What the receiving VM must have alike: one "key=value" line per item, so
  * that a mismatch can be named. Devices by slot, with what the guest sees of
@@ -103,27 +140,12 @@ bool machine_snapshot_save(Machine *m, int fd, MigStats *stats, GError **error)
             return false;
         }
     }
-    if (m->serial) {
-        serial_save(m->serial, b);
-        if (!write_section(w, "serial", b, error)) {
+    MachineDevice devs[MACHINE_DEVICES_MAX];
+    for (unsigned i = 0, n = machine_devices(m, devs); i < n; i++) {
+        devs[i].save(devs[i].dev, b);
+        if (!write_section(w, devs[i].id, b, error)) {
             return false;
         }
-    }
-    rtc_save(m->rtc, b);
-    if (!write_section(w, "rtc", b, error)) {
-        return false;
-    }
-    i8042_save(m->kbd, b);
-    if (!write_section(w, "i8042", b, error)) {
-        return false;
-    }
-    acpi_pm_save(m->pm, b);
-    if (!write_section(w, "acpi-pm", b, error)) {
-        return false;
-    }
-    pci_host_save(m->pci, b);
-    if (!write_section(w, "pci-host", b, error)) {
-        return false;
     }
     for (guint i = 0; i < m->virtio->len; i++) {
         g_autofree char *id = g_strdup_printf("virtio%u", i);
@@ -181,31 +203,6 @@ static bool load_blob(GHashTable *states, const char *id,
     return load(obj, data, len, error);
 }
 
-static void load_serial(void *dev, StateIn *in)
-{
-    serial_load(dev, in);
-}
-
-static void load_rtc(void *dev, StateIn *in)
-{
-    rtc_load(dev, in);
-}
-
-static void load_i8042(void *dev, StateIn *in)
-{
-    i8042_load(dev, in);
-}
-
-static void load_acpi_pm(void *dev, StateIn *in)
-{
-    acpi_pm_load(dev, in);
-}
-
-static void load_pci_host(void *dev, StateIn *in)
-{
-    pci_host_load(dev, in);
-}
-
 static bool load_vm(void *kvm, const uint8_t *data, size_t len, GError **error)
 {
     return vm_state_load(kvm, data, len, error);
@@ -240,12 +237,11 @@ bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, GError **error)
         *stats = mig_reader_get_stats(r);
     }
     /* Devices first, then the irqchip, then the vCPUs (their LAPICs). */
-    if ((m->serial && !load_device(states, "serial", load_serial, m->serial, error)) ||
-        !load_device(states, "rtc", load_rtc, m->rtc, error) ||
-        !load_device(states, "i8042", load_i8042, m->kbd, error) ||
-        !load_device(states, "acpi-pm", load_acpi_pm, m->pm, error) ||
-        !load_device(states, "pci-host", load_pci_host, m->pci, error)) {
-        return false;
+    MachineDevice devs[MACHINE_DEVICES_MAX];
+    for (unsigned i = 0, n = machine_devices(m, devs); i < n; i++) {
+        if (!load_device(states, devs[i].id, devs[i].load, devs[i].dev, error)) {
+            return false;
+        }
     }
     for (guint i = 0; i < m->virtio->len; i++) {
         g_autofree char *id = g_strdup_printf("virtio%u", i);

@@ -22,8 +22,7 @@ static bool split_host_port(const char *text, char **host, char **port, GError *
 {
     const char *colon = strrchr(text, ':');
     if (!colon || !colon[1]) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "'%s': expected HOST:PORT", text);
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "'%s': expected HOST:PORT", text);
         return false;
     }
     const char *h = text;
@@ -47,8 +46,7 @@ static int inet_socket(const char *addr, bool listening, GError **error)
     struct addrinfo *res;
     int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "tcp:%s: %s", addr,
-                    gai_strerror(rc));
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "tcp:%s: %s", addr, gai_strerror(rc));
         return -1;
     }
     int fd = -1, err = 0;
@@ -134,7 +132,8 @@ static int open_uri(const char *uri, bool outgoing, GPid *child, int *listen_fd,
     if (g_str_has_prefix(uri, "unix:") || g_str_has_prefix(uri, "tcp:")) {
         bool is_unix = uri[0] == 'u';
         const char *addr = strchr(uri, ':') + 1;
-        int fd = is_unix ? unix_socket(addr, !outgoing, error) : inet_socket(addr, !outgoing, error);
+        int fd =
+            is_unix ? unix_socket(addr, !outgoing, error) : inet_socket(addr, !outgoing, error);
         if (fd < 0 || outgoing) {
             return fd;
         }
