@@ -6,9 +6,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # e2fsprogs: mkfs.ext2 -d makes the ext2 image of the linux-blk boot test.
 # libslirp-dev: -netdev user. iproute2: the tap boot test's network namespace.
+# zlib1g-dev: CRC-32 of the migration stream.
 # qemu-system-x86, gnuplot-nox: the reference VMM and the chart of bench/run.py.
 packages=(gcc libc6-dev binutils meson ninja-build pkg-config libglib2.0-dev python3 e2fsprogs
-    libaio-dev libjson-glib-dev libslirp-dev iproute2 qemu-system-x86 gnuplot-nox)
+    libaio-dev libjson-glib-dev libslirp-dev iproute2 zlib1g-dev qemu-system-x86 gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -27,6 +27,7 @@ typedef enum {
     OPT_CHARDEV,
     OPT_MON,
     OPT_S,
+    OPT_INCOMING,
     OPT_DAEMONIZE,
     OPT_PIDFILE,
     OPT_ENABLE_KVM,
@@ -77,6 +78,8 @@ static const OptDef opt_defs[] = {
      "a listening socket for -mon"},
     {"mon", OPT_MON, true, "chardev=ID,mode=control", "a QMP monitor on a -chardev socket"},
     {"S", OPT_S, false, NULL, "do not start the vCPUs until the monitor's cont"},
+    {"incoming", OPT_INCOMING, true, "file:PATH|exec:CMD|unix:PATH|tcp:HOST:PORT|defer",
+     "receive a saved or migrating VM instead of booting (docs/migration.md)"},
     {"daemonize", OPT_DAEMONIZE, false, NULL,
      "run in the background once set up (the parent exits when the monitors listen)"},
     {"pidfile", OPT_PIDFILE, true, "FILE", "write qlite's process id to FILE (locked while running)"},
@@ -718,6 +721,10 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
         return parse_mon(arg, cfg, st->chardevs, error);
     case OPT_S:
         cfg->start_paused = true;
+        return true;
+    case OPT_INCOMING:
+        g_free(cfg->incoming);
+        cfg->incoming = g_strdup(arg);
         return true;
     case OPT_DAEMONIZE:
         cfg->daemonize = true;

@@ -34,6 +34,26 @@ static int kvm_check_cap(int fd, int cap)
     return ioctl(fd, KVM_CHECK_EXTENSION, cap);
 }
 
+/* The first call fails with E2BIG and says how many indices there are. */
+static bool kvm_read_msr_index(Kvm *kvm, GError **error)
+{
+    struct kvm_msr_list probe = {0};
+    if (ioctl(kvm->sys_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG) {
+        qlite_error_errno(error, errno, "KVM_GET_MSR_INDEX_LIST");
+        return false;
+    }
+    g_autofree struct kvm_msr_list *list =
+        g_malloc0(sizeof(*list) + probe.nmsrs * sizeof(list->indices[0]));
+    list->nmsrs = probe.nmsrs;
+    if (ioctl(kvm->sys_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
+        qlite_error_errno(error, errno, "KVM_GET_MSR_INDEX_LIST");
+        return false;
+    }
+    kvm->nmsr_index = list->nmsrs;
+    kvm->msr_index = g_memdup2(list->indices, list->nmsrs * sizeof(list->indices[0]));
+    return true;
+}
+
 static bool kvm_open(Kvm *kvm, GError **error)
 {
     kvm->sys_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -67,7 +87,7 @@ static bool kvm_open(Kvm *kvm, GError **error)
         qlite_error_errno(error, errno, "KVM_GET_SUPPORTED_CPUID");
         return false;
     }
-    return true;
+    return kvm_read_msr_index(kvm, error);
 }
 
 static bool kvm_save_irqchip_init(Kvm *kvm, GError **error)
@@ -140,6 +160,7 @@ void kvm_free(Kvm *kvm)
     }
     g_free(kvm->supported_cpuid);
     g_free(kvm->msi_routes);
+    g_free(kvm->msr_index);
     g_mutex_clear(&kvm->routes_lock);
     g_free(kvm);
 }

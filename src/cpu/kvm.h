@@ -24,6 +24,9 @@ typedef struct Kvm {
     GMutex routes_lock;
     struct kvm_irq_routing_entry *msi_routes; /* indexed by gsi - KVM_MSI_GSI_BASE */
     unsigned nmsi_routes;
+    /* KVM_GET_MSR_INDEX_LIST: the MSRs KVM can save and restore, read once. */
+    uint32_t *msr_index;
+    unsigned nmsr_index;
 } Kvm;
 
 /* GSIs 0-23 are the IOAPIC pins (0-15 also the PICs); MSI routes start above. */

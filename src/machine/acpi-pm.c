@@ -115,3 +115,27 @@ void acpi_pm_free(AcpiPm *pm)
     g_mutex_clear(&pm->lock);
     g_free(pm);
 }
+
+void acpi_pm_save(AcpiPm *pm, GByteArray *out)
+{
+    g_mutex_lock(&pm->lock);
+    state_put_u16(out, pm->r.pm1_sts);
+    state_put_u16(out, pm->r.pm1_en);
+    state_put_u16(out, pm->r.pm1_cnt);
+    g_mutex_unlock(&pm->lock);
+}
+
+void acpi_pm_load(AcpiPm *pm, StateIn *in)
+{
+    AcpiPmRegs r;
+    r.pm1_sts = state_get_u16(in);
+    r.pm1_en = state_get_u16(in);
+    r.pm1_cnt = state_get_u16(in);
+    if (in->bad) {
+        return;
+    }
+    g_mutex_lock(&pm->lock);
+    pm->r = r;
+    acpi_pm_update_sci_locked(pm);
+    g_mutex_unlock(&pm->lock);
+}

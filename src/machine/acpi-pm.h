@@ -9,6 +9,8 @@
  */
 #include "mem/bus.h"
 
+#include "util/state.h"
+
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,3 +53,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(AcpiPm, acpi_pm_free)
 void acpi_pm_reset(AcpiPm *pm);
 /* The power button was pressed (QMP system_powerdown). */
 void acpi_pm_power_button(AcpiPm *pm);
+
+/* Save/restore: PM1 status, enable and control; load re-drives the SCI. */
+void acpi_pm_save(AcpiPm *pm, GByteArray *out);
+void acpi_pm_load(AcpiPm *pm, StateIn *in);

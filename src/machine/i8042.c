@@ -174,3 +174,30 @@ void i8042_free(I8042 *kbd)
     g_mutex_clear(&kbd->lock);
     g_free(kbd);
 }
+
+void i8042_save(I8042 *kbd, GByteArray *out)
+{
+    g_mutex_lock(&kbd->lock);
+    const I8042Regs *r = &kbd->r;
+    const uint8_t regs[] = {r->status, r->ctr, r->pending_cmd, r->out_head, r->out_count};
+    state_put_bytes(out, regs, sizeof(regs));
+    state_put_bytes(out, r->out, sizeof(r->out));
+    g_mutex_unlock(&kbd->lock);
+}
+
+void i8042_load(I8042 *kbd, StateIn *in)
+{
+    I8042Regs r;
+    uint8_t regs[5];
+    state_get_bytes(in, regs, sizeof(regs));
+    state_get_bytes(in, r.out, sizeof(r.out));
+    r.status = regs[0], r.ctr = regs[1], r.pending_cmd = regs[2];
+    r.out_head = regs[3], r.out_count = regs[4];
+    state_in_check(in, r.out_head < sizeof(r.out) && r.out_count <= sizeof(r.out));
+    if (in->bad) {
+        return;
+    }
+    g_mutex_lock(&kbd->lock);
+    kbd->r = r;
+    g_mutex_unlock(&kbd->lock);
+}

@@ -4,6 +4,8 @@
 /* A minimal 8042 keyboard controller: enough for Linux to probe it and to reset the PC. */
 #include "mem/bus.h"
 
+#include "util/state.h"
+
 #include <glib.h>
 #include <stdint.h>
 
@@ -32,3 +34,7 @@ I8042 *i8042_new(void (*reset)(void *opaque), void *opaque);
 void i8042_free(I8042 *kbd);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(I8042, i8042_free)
 void i8042_reset(I8042 *kbd);
+
+/* Save/restore: status, configuration byte, a pending command, the output queue. */
+void i8042_save(I8042 *kbd, GByteArray *out);
+void i8042_load(I8042 *kbd, StateIn *in);

@@ -1,20 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "machine/pc.h"
-#include "chardev/chardev.h"
-#include "cpu/kvm.h"
-#include "cpu/vcpu.h"
-#include "machine/acpi-pm.h"
-#include "machine/acpi.h"
-#include "machine/boot.h"
-#include "machine/debug-exit.h"
-#include "machine/i8042.h"
-#include "machine/mptable.h"
-#include "machine/pci-host.h"
-#include "machine/rtc.h"
-#include "machine/serial.h"
-#include "mem/bus.h"
-#include "mem/guest-mem.h"
-#include "monitor/qmp.h"
+#include "machine/pc-priv.h"
 #include "util/error.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
@@ -30,57 +16,9 @@
 
 #define PIO_SPACE_SIZE 0x10000
 
-/* QMP's run states (query-status), those qlite can be in. */
-typedef enum {
-    RUN_STATE_PRELAUNCH,
-    RUN_STATE_RUNNING,
-    RUN_STATE_PAUSED,
-    RUN_STATE_SHUTDOWN,
-    RUN_STATE_INTERNAL_ERROR,
-} RunState;
-
-static const char *const run_state_names[] = {"prelaunch", "running", "paused", "shutdown",
-                                              "internal-error"};
-
-struct Machine {
-    MachineConfig cfg;
-    GMainContext *ctx;
-    GMainLoop *loop;
-
-    Kvm *kvm;
-    GuestMem *mem;
-    Bus *pio;
-    Bus *mmio;
-    CpuSet *cpus;
-
-    /* What the boot loader copies in again at every reset. */
-    GMappedFile *kernel_file;
-    GMappedFile *initrd_file;
-    BootKernel kernel;
-    uint8_t acpi[ACPI_TABLES_MAX];
-    size_t acpi_size; /* the ACPI tables, then the MP configuration table */
-    uint8_t mpf[MPTABLE_MPF_SIZE];
-    uint64_t rsdp;
-
-    Chardev *serial_chr;
-    Serial *serial;
-    Rtc *rtc;
-    I8042 *kbd;
-    AcpiPm *pm;
-    DebugExit debug_exit;
-    PciHost *pci;
-    GPtrArray *virtio; /* VirtioPci *, in slot order */
-    QmpServer *qmp;
-    gint runstate; /* RunState */
-    /* kvmclock when the VM stopped, put back by cont (monitor thread). */
-    uint64_t stopped_clock;
-    bool clock_stopped;
-
-    GSource *signal_sources[3];
-    gint ending;      /* set once: the VM is on its way out */
-    int exit_status;  /* valid once ending */
-    gint resetting;   /* a reset is queued on the main loop */
-};
+static const char *const run_state_names[] = {"prelaunch",      "running",     "paused",
+                                              "shutdown",       "internal-error", "inmigrate",
+                                              "finish-migrate", "postmigrate"};
 
 void nic_config_free(NicConfig *nic)
 {
@@ -105,6 +43,7 @@ void machine_config_clear(MachineConfig *cfg)
         g_ptr_array_unref(cfg->monitors);
     }
     g_free(cfg->pidfile);
+    g_free(cfg->incoming);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -420,10 +359,64 @@ static time_t host_now(void)
 
 /* ---- QMP: commands arrive on the monitor thread ---- */
 
+const char *machine_runstate_name(Machine *m)
+{
+    return run_state_names[g_atomic_int_get(&m->runstate)];
+}
+
 static const char *qmp_status(void *opaque)
 {
-    Machine *m = opaque;
-    return run_state_names[g_atomic_int_get(&m->runstate)];
+    return machine_runstate_name(opaque);
+}
+
+static bool qmp_migrate(void *opaque, const char *uri, GError **error)
+{
+    return machine_migrate(opaque, uri, error);
+}
+
+static bool qmp_migrate_incoming(void *opaque, const char *uri, GError **error)
+{
+    return machine_migrate_incoming(opaque, uri, error);
+}
+
+static void qmp_migrate_cancel(void *opaque)
+{
+    machine_migrate_cancel(opaque);
+}
+
+static void qmp_query_migrate(void *opaque, QmpMigrateInfo *info)
+{
+    machine_query_migrate(opaque, info);
+}
+
+void machine_vm_stop(Machine *m)
+{
+    cpus_pause(m->cpus);
+    /* Then the devices: nothing writes guest memory while the VM is stopped. */
+    for (guint i = 0; i < m->virtio->len; i++) {
+        virtio_device_pause(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));
+    }
+    /* Guest time stands still until the VM runs again. */
+    g_autoptr(GError) err = NULL;
+    m->clock_stopped = kvm_clock_get(m->kvm, &m->stopped_clock, &err);
+    if (!m->clock_stopped) {
+        g_warning("stop: %s; guest time will jump at cont", err->message);
+    }
+    cpus_note_stopped(m->cpus);
+}
+
+void machine_vm_resume(Machine *m)
+{
+    g_autoptr(GError) err = NULL;
+    if (m->clock_stopped && !kvm_clock_set(m->kvm, m->stopped_clock, &err)) {
+        g_warning("cont: %s; guest time jumps by the time stopped", err->message);
+    }
+    m->clock_stopped = false;
+    /* Devices first, re-kicking every queue, so no notification made before the stop is lost. */
+    for (guint i = 0; i < m->virtio->len; i++) {
+        virtio_device_resume(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));
+    }
+    cpus_resume(m->cpus);
 }
 
 static void qmp_stop(void *opaque)
@@ -431,18 +424,7 @@ static void qmp_stop(void *opaque)
     Machine *m = opaque;
     /* Only a running VM stops (and says so); in prelaunch, stop changes nothing. */
     if (g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_RUNNING, RUN_STATE_PAUSED)) {
-        cpus_pause(m->cpus);
-        /* Then the devices: nothing writes guest memory while the VM is stopped. */
-        for (guint i = 0; i < m->virtio->len; i++) {
-            virtio_device_pause(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));
-        }
-        /* Guest time stands still until cont. */
-        g_autoptr(GError) err = NULL;
-        m->clock_stopped = kvm_clock_get(m->kvm, &m->stopped_clock, &err);
-        if (!m->clock_stopped) {
-            g_warning("stop: %s; guest time will jump at cont", err->message);
-        }
-        cpus_note_stopped(m->cpus);
+        machine_vm_stop(m);
         qmp_server_event(m->qmp, "STOP", NULL);
     }
 }
@@ -458,16 +440,7 @@ static bool qmp_cont(void *opaque, GError **error)
     if (g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PAUSED, RUN_STATE_RUNNING) ||
         g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PRELAUNCH, RUN_STATE_RUNNING)) {
         qmp_server_event(m->qmp, "RESUME", NULL);
-        g_autoptr(GError) err = NULL;
-        if (m->clock_stopped && !kvm_clock_set(m->kvm, m->stopped_clock, &err)) {
-            g_warning("cont: %s; guest time jumps by the time stopped", err->message);
-        }
-        m->clock_stopped = false;
-        /* Devices first, re-kicking every queue, so no notification made before the stop is lost. */
-        for (guint i = 0; i < m->virtio->len; i++) {
-            virtio_device_resume(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));
-        }
-        cpus_resume(m->cpus);
+        machine_vm_resume(m);
     }
     return true;
 }
@@ -532,6 +505,10 @@ static const QmpMachineOps machine_qmp_ops = {
     .name = qmp_name,
     .cpus = qmp_cpus,
     .blocks = qmp_blocks,
+    .migrate = qmp_migrate,
+    .migrate_incoming = qmp_migrate_incoming,
+    .migrate_cancel = qmp_migrate_cancel,
+    .query_migrate = qmp_query_migrate,
 };
 
 static bool machine_add_monitors(Machine *m, GError **error)
@@ -636,6 +613,9 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     m->cfg.disks = cfg->disks ? g_ptr_array_ref(cfg->disks) : NULL;
     m->cfg.nics = cfg->nics ? g_ptr_array_ref(cfg->nics) : NULL;
     m->cfg.monitors = cfg->monitors ? g_ptr_array_ref(cfg->monitors) : NULL;
+    m->cfg.incoming = g_strdup(cfg->incoming);
+    g_mutex_init(&m->mig_lock);
+    m->mig_fd = -1;
     /*
      * A context of our own, not the global default: g_main_context_invoke() from
      * a vCPU thread must queue to the control loop, never run in the caller.
@@ -687,7 +667,9 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
         return NULL;
     }
     /* Last: a client may connect and send commands at once. */
-    g_atomic_int_set(&m->runstate, cfg->start_paused ? RUN_STATE_PRELAUNCH : RUN_STATE_RUNNING);
+    g_atomic_int_set(&m->runstate, cfg->incoming       ? RUN_STATE_INMIGRATE
+                                   : cfg->start_paused ? RUN_STATE_PRELAUNCH
+                                                       : RUN_STATE_RUNNING);
     if (!machine_add_monitors(m, error)) {
         return NULL;
     }
@@ -708,10 +690,11 @@ int machine_run(Machine *m)
         chardev_set_frontend(m->serial_chr, &fe);
     }
     g_autoptr(GError) err = NULL;
-    if (g_atomic_int_get(&m->runstate) == RUN_STATE_PRELAUNCH) {
-        cpus_request_pause(m->cpus); /* -S: the vCPUs wait for cont */
+    int st = g_atomic_int_get(&m->runstate);
+    if (st == RUN_STATE_PRELAUNCH || st == RUN_STATE_INMIGRATE) {
+        cpus_request_pause(m->cpus); /* -S: the vCPUs wait for cont; -incoming: for the state */
     }
-    if (!cpus_start(m->cpus, &err)) {
+    if (!cpus_start(m->cpus, &err) || !machine_start_incoming(m, &err)) {
         g_printerr("qlite: %s\n", err->message);
         return QLITE_EXIT_ERROR;
     }
@@ -725,6 +708,10 @@ void machine_free(Machine *m)
     if (!m) {
         return;
     }
+    if (m->mig_thread) {
+        machine_migrate_cancel(m);
+        g_thread_join(m->mig_thread);
+    }
     qmp_server_free(m->qmp); /* no command may reach a machine being torn down */
     cpus_free(m->cpus); /* joins the vCPU threads before their devices go */
     if (m->virtio) {
@@ -737,6 +724,7 @@ void machine_free(Machine *m)
             g_source_unref(m->signal_sources[i]);
         }
     }
+    g_free(m->mig_uri);
     serial_free(m->serial);
     chardev_free(m->serial_chr);
     rtc_free(m->rtc);

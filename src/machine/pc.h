@@ -47,6 +47,7 @@ typedef struct MachineConfig {
     /* QMP monitors: "unix:PATH,server=on,wait=off", "tcp:...", or "fd:N" (owned strings). */
     GPtrArray *monitors;
     bool start_paused; /* -S */
+    char *incoming;    /* -incoming URI or "defer" */
     bool daemonize;    /* -daemonize: handled by main.c */
     char *pidfile;     /* -pidfile */
 } MachineConfig;

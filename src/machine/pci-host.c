@@ -187,6 +187,28 @@ static void pci_host_set_intx(void *opaque, PciDevice *d, bool level)
     g_mutex_unlock(&h->lock);
 }
 
+/* ---- save/restore ---- */
+
+void pci_host_save(PciHost *h, GByteArray *out)
+{
+    g_mutex_lock(&h->lock);
+    state_put_u32(out, h->config_addr);
+    g_mutex_unlock(&h->lock);
+    pci_device_save(&h->bridge, out);
+}
+
+void pci_host_load(PciHost *h, StateIn *in)
+{
+    uint32_t addr = state_get_u32(in);
+    state_in_check(in, (addr & ~0x80fffffcU) == 0);
+    if (!in->bad) {
+        g_mutex_lock(&h->lock);
+        h->config_addr = addr;
+        g_mutex_unlock(&h->lock);
+    }
+    pci_device_load(&h->bridge, in);
+}
+
 /* ---- assembly ---- */
 
 static void pci_host_assign_bars(PciHost *h, unsigned slot)

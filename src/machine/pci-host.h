@@ -11,6 +11,8 @@
 #include "mem/bus.h"
 #include "pci/pci.h"
 
+#include "util/state.h"
+
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,5 +41,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PciHost, pci_host_free)
 bool pci_host_plug(PciHost *h, PciDevice *d, GError **error);
 /* Re-assigns every BAR and decode bit after a machine reset. */
 void pci_host_reset(PciHost *h);
+/*
+ * Save/restore: the configuration address latch and the host bridge's
+ * config space. Each plugged device saves itself (virtio_pci_save) and
+ * re-asserts its INTx line when loaded.
+ */
+void pci_host_save(PciHost *h, GByteArray *out);
+void pci_host_load(PciHost *h, StateIn *in);
 /* The GSI a slot's INTA# reaches. */
 unsigned pci_host_intx_gsi(unsigned slot, unsigned pin);

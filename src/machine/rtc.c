@@ -199,3 +199,27 @@ void rtc_free(Rtc *rtc)
     g_mutex_clear(&rtc->lock);
     g_free(rtc);
 }
+
+void rtc_save(Rtc *rtc, GByteArray *out)
+{
+    g_mutex_lock(&rtc->lock);
+    state_put_u8(out, rtc->r.index);
+    state_put_bytes(out, rtc->r.cmos, sizeof(rtc->r.cmos));
+    state_put_u64(out, (uint64_t)rtc->r.offset);
+    g_mutex_unlock(&rtc->lock);
+}
+
+void rtc_load(Rtc *rtc, StateIn *in)
+{
+    RtcRegs r;
+    r.index = state_get_u8(in);
+    state_get_bytes(in, r.cmos, sizeof(r.cmos));
+    r.offset = (int64_t)state_get_u64(in);
+    state_in_check(in, r.index < RTC_CMOS_SIZE);
+    if (in->bad) {
+        return;
+    }
+    g_mutex_lock(&rtc->lock);
+    rtc->r = r;
+    g_mutex_unlock(&rtc->lock);
+}

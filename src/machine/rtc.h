@@ -4,6 +4,8 @@
 /* MC146818 CMOS RTC and NVRAM at ports 0x70/0x71, running on the host's UTC clock. */
 #include "mem/bus.h"
 
+#include "util/state.h"
+
 #include <glib.h>
 #include <stdint.h>
 #include <time.h>
@@ -31,3 +33,7 @@ void rtc_free(Rtc *rtc);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Rtc, rtc_free)
 /* Power-on state of the clock registers; the battery-backed NVRAM and time survive. */
 void rtc_reset(Rtc *rtc);
+
+/* Save/restore: CMOS contents, index and the guest's offset from host time. */
+void rtc_save(Rtc *rtc, GByteArray *out);
+void rtc_load(Rtc *rtc, StateIn *in);

@@ -294,3 +294,33 @@ void serial_receive(Serial *s, const uint8_t *buf, size_t len)
     serial_update_irq_locked(s);
     g_mutex_unlock(&s->lock);
 }
+
+void serial_save(Serial *s, GByteArray *out)
+{
+    g_mutex_lock(&s->lock);
+    const SerialRegs *r = &s->r;
+    const uint8_t regs[] = {r->ier, r->lcr, r->mcr, r->lsr, r->msr, r->scr, r->dll, r->dlm, r->fcr,
+                            r->thr_ipending, r->rx_head, r->rx_count};
+    state_put_bytes(out, regs, sizeof(regs));
+    state_put_bytes(out, r->rx_fifo, sizeof(r->rx_fifo));
+    g_mutex_unlock(&s->lock);
+}
+
+void serial_load(Serial *s, StateIn *in)
+{
+    SerialRegs r;
+    uint8_t regs[12];
+    state_get_bytes(in, regs, sizeof(regs));
+    state_get_bytes(in, r.rx_fifo, sizeof(r.rx_fifo));
+    r.ier = regs[0], r.lcr = regs[1], r.mcr = regs[2], r.lsr = regs[3], r.msr = regs[4];
+    r.scr = regs[5], r.dll = regs[6], r.dlm = regs[7], r.fcr = regs[8];
+    r.thr_ipending = regs[9], r.rx_head = regs[10], r.rx_count = regs[11];
+    state_in_check(in, r.rx_head < SERIAL_FIFO_SIZE && r.rx_count <= SERIAL_FIFO_SIZE);
+    if (in->bad) {
+        return;
+    }
+    g_mutex_lock(&s->lock);
+    s->r = r;
+    serial_update_irq_locked(s);
+    g_mutex_unlock(&s->lock);
+}

@@ -4,6 +4,8 @@
 /* 16550A UART (National Semiconductor PC16550D data sheet), as COM1 on the PC. */
 #include "mem/bus.h"
 
+#include "util/state.h"
+
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -47,3 +49,7 @@ void serial_reset(Serial *s);
 /* Input side, from the backend's thread. */
 size_t serial_can_receive(Serial *s);
 void serial_receive(Serial *s, const uint8_t *buf, size_t len);
+
+/* Save/restore: the registers and the receive FIFO; load re-drives the interrupt line. */
+void serial_save(Serial *s, GByteArray *out);
+void serial_load(Serial *s, StateIn *in);

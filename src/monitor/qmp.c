@@ -145,6 +145,10 @@ struct QmpServer {
     void *opaque;
     IoThread *thread;
     GPtrArray *listeners;
+    /* migrate-set-capabilities / -parameters (monitor thread; read atomically elsewhere) */
+    gint mig_events;
+    int64_t downtime_limit; /* ms */
+    int64_t max_bandwidth;  /* bytes/s */
 };
 
 static void client_write(QmpClient *c, JsonNode *node);
@@ -240,6 +244,12 @@ static gboolean event_dispatch(gpointer opaque)
 
 void qmp_server_event(QmpServer *s, const char *name, JsonNode *data)
 {
+    if (!s) { /* no monitor: nobody to tell */
+        if (data) {
+            json_node_unref(data);
+        }
+        return;
+    }
     JsonNode *ev = event_node(name, data);
     if (iothread_is_current(s->thread)) {
         broadcast(s, ev);
@@ -466,12 +476,139 @@ static JsonNode *cmd_hmp(QmpServer *s, JsonObject *args)
     return string_return("");
 }
 
+static JsonNode *cmd_migrate(QmpServer *s, JsonObject *args)
+{
+    g_autoptr(GError) err = NULL;
+    if (!s->ops->migrate(s->opaque, json_object_get_string_member(args, "uri"), &err)) {
+        return qmp_error("GenericError", "%s", err->message);
+    }
+    return qmp_return(NULL);
+}
+
+static JsonNode *cmd_migrate_incoming(QmpServer *s, JsonObject *args)
+{
+    g_autoptr(GError) err = NULL;
+    if (!s->ops->migrate_incoming(s->opaque, json_object_get_string_member(args, "uri"), &err)) {
+        return qmp_error("GenericError", "%s", err->message);
+    }
+    return qmp_return(NULL);
+}
+
+static JsonNode *cmd_migrate_cancel(QmpServer *s, JsonObject *args)
+{
+    s->ops->migrate_cancel(s->opaque);
+    return qmp_return(NULL);
+}
+
+static JsonNode *cmd_query_migrate(QmpServer *s, JsonObject *args)
+{
+    QmpMigrateInfo info = {0};
+    s->ops->query_migrate(s->opaque, &info);
+    JsonObject *o = json_object_new();
+    if (info.status) {
+        json_object_set_string_member(o, "status", info.status);
+        json_object_set_int_member(o, "setup-time", info.setup_time);
+        json_object_set_int_member(o, "total-time", info.total_time);
+        if (strcmp(info.status, "completed") == 0) {
+            json_object_set_int_member(o, "downtime", info.downtime);
+        }
+        JsonObject *ram = json_object_new();
+        json_object_set_int_member(ram, "transferred", (gint64)info.transferred);
+        json_object_set_int_member(ram, "remaining", (gint64)info.remaining);
+        json_object_set_int_member(ram, "total", (gint64)info.total);
+        json_object_set_int_member(ram, "duplicate", (gint64)info.duplicate);
+        json_object_set_int_member(ram, "normal", (gint64)info.normal);
+        json_object_set_int_member(ram, "normal-bytes", (gint64)info.normal_bytes);
+        json_object_set_double_member(ram, "mbps", info.mbps);
+        json_object_set_int_member(ram, "dirty-sync-count", 1);
+        json_object_set_object_member(o, "ram", ram);
+    }
+    return qmp_return(object_node(o));
+}
+
+void qmp_server_migration_event(QmpServer *s, const char *status)
+{
+    if (s && g_atomic_int_get(&s->mig_events)) {
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "status", status);
+        qmp_server_event(s, "MIGRATION", object_node(o));
+    }
+}
+
+/* migrate-set-capabilities: "events" is the one qlite has; others are refused. */
+static JsonNode *cmd_migrate_set_capabilities(QmpServer *s, JsonObject *args)
+{
+    JsonNode *list = json_object_get_member(args, "capabilities");
+    if (!list || !JSON_NODE_HOLDS_ARRAY(list)) {
+        return qmp_error("GenericError", "Invalid parameter type for 'capabilities', expected: array");
+    }
+    JsonArray *a = json_node_get_array(list);
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        JsonNode *e = json_array_get_element(a, i);
+        JsonObject *c = JSON_NODE_HOLDS_OBJECT(e) ? json_node_get_object(e) : NULL;
+        const char *name = c && json_object_has_member(c, "capability")
+                               ? json_object_get_string_member(c, "capability")
+                               : NULL;
+        if (!name || !json_object_has_member(c, "state")) {
+            return qmp_error("GenericError", "Parameter 'capability' is missing");
+        }
+        if (strcmp(name, "events") != 0) {
+            return qmp_error("GenericError", "Capability '%s' is not supported by qlite", name);
+        }
+        g_atomic_int_set(&s->mig_events, json_object_get_boolean_member(c, "state"));
+    }
+    return qmp_return(NULL);
+}
+
+static JsonNode *cmd_query_migrate_capabilities(QmpServer *s, JsonObject *args)
+{
+    JsonObject *c = json_object_new();
+    json_object_set_string_member(c, "capability", "events");
+    json_object_set_boolean_member(c, "state", g_atomic_int_get(&s->mig_events));
+    JsonArray *a = json_array_new();
+    json_array_add_object_element(a, c);
+    JsonNode *n = json_node_alloc();
+    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), a);
+    return qmp_return(n);
+}
+
+/* downtime-limit (ms) and max-bandwidth (bytes/s), kept for query-migrate-parameters. */
+static JsonNode *cmd_migrate_set_parameters(QmpServer *s, JsonObject *args)
+{
+    static const char *const names[] = {"downtime-limit", "max-bandwidth"};
+    int64_t *fields[] = {&s->downtime_limit, &s->max_bandwidth};
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        JsonNode *v = json_object_get_member(args, names[i]);
+        if (!v) {
+            continue;
+        }
+        if (json_node_get_value_type(v) != G_TYPE_INT64 || json_node_get_int(v) < 0) {
+            return qmp_error("GenericError", "Parameter '%s' expects a non-negative integer",
+                             names[i]);
+        }
+        *fields[i] = json_node_get_int(v);
+    }
+    return qmp_return(NULL);
+}
+
+static JsonNode *cmd_query_migrate_parameters(QmpServer *s, JsonObject *args)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_int_member(o, "downtime-limit", s->downtime_limit);
+    json_object_set_int_member(o, "max-bandwidth", s->max_bandwidth);
+    return qmp_return(object_node(o));
+}
+
 static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args);
 
 static const char *const no_params[] = {NULL};
 static const char *const hmp_params[] = {"command-line", "cpu-index", NULL};
 static const char *const hmp_required[] = {"command-line", NULL};
 static const char *const id_param[] = {"id", NULL};
+static const char *const uri_param[] = {"uri", NULL};
+static const char *const migrate_params[] = {"uri", "blk", "inc", "detach", "resume", NULL};
+static const char *const caps_param[] = {"capabilities", NULL};
+static const char *const mig_parameters[] = {"downtime-limit", "max-bandwidth", NULL};
 
 static const QmpCommand qmp_commands[] = {
     {"qmp_capabilities", NULL, (const char *const[]){"enable", NULL}, no_params},
@@ -489,6 +626,14 @@ static const QmpCommand qmp_commands[] = {
     {"system_powerdown", cmd_system_powerdown, no_params, no_params},
     {"quit", cmd_quit, no_params, no_params},
     {"human-monitor-command", cmd_hmp, hmp_params, hmp_required},
+    {"migrate", cmd_migrate, migrate_params, uri_param},
+    {"migrate-incoming", cmd_migrate_incoming, uri_param, uri_param},
+    {"migrate_cancel", cmd_migrate_cancel, no_params, no_params},
+    {"query-migrate", cmd_query_migrate, no_params, no_params},
+    {"migrate-set-capabilities", cmd_migrate_set_capabilities, caps_param, no_params},
+    {"query-migrate-capabilities", cmd_query_migrate_capabilities, no_params, no_params},
+    {"migrate-set-parameters", cmd_migrate_set_parameters, mig_parameters, no_params},
+    {"query-migrate-parameters", cmd_query_migrate_parameters, no_params, no_params},
 };
 
 static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args)
@@ -966,6 +1111,8 @@ QmpServer *qmp_server_new(const QmpMachineOps *ops, void *opaque, GError **error
     s->ops = ops;
     s->opaque = opaque;
     s->listeners = g_ptr_array_new();
+    s->downtime_limit = 300;          /* QEMU's defaults */
+    s->max_bandwidth = 128 << 20;
     s->thread = iothread_new("monitor", error);
     if (!s->thread) {
         return NULL;

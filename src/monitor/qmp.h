@@ -32,6 +32,14 @@ typedef struct QmpBlockInfo {
     uint64_t size;
 } QmpBlockInfo;
 
+/* query-migrate; status NULL when no migration ever started. */
+typedef struct QmpMigrateInfo {
+    const char *status; /* "setup", "active", "completed", "failed", "cancelled" */
+    int64_t total_time, setup_time, downtime; /* ms */
+    uint64_t transferred, total, remaining, duplicate, normal, normal_bytes;
+    double mbps;
+} QmpMigrateInfo;
+
 /* What commands need from the machine; every call comes from the monitor thread. */
 typedef struct QmpMachineOps {
     const char *(*status)(void *opaque); /* "running", "paused", "prelaunch", ... */
@@ -44,6 +52,12 @@ typedef struct QmpMachineOps {
     /* Fills up to max entries, returns how many vCPUs there are. */
     unsigned (*cpus)(void *opaque, QmpCpuInfo *out, unsigned max);
     unsigned (*blocks)(void *opaque, QmpBlockInfo *out, unsigned max);
+    /* Starts sending the VM to uri (in the background); fails at once on a bad uri or a busy VM. */
+    bool (*migrate)(void *opaque, const char *uri, GError **error);
+    /* -incoming defer: starts receiving from uri. */
+    bool (*migrate_incoming)(void *opaque, const char *uri, GError **error);
+    void (*migrate_cancel)(void *opaque);
+    void (*query_migrate)(void *opaque, QmpMigrateInfo *info);
 } QmpMachineOps;
 
 QmpServer *qmp_server_new(const QmpMachineOps *ops, void *opaque, GError **error);
@@ -58,11 +72,15 @@ bool qmp_server_listen(QmpServer *s, const char *spec, GError **error);
 bool qmp_server_listen_fd(QmpServer *s, int fd, GError **error);
 
 /*
- * Sends an event to every negotiated client; data may be NULL (taken over).
+ * Sends an event to every negotiated client; data may be NULL (taken over),
+ * and so may s (a VM without monitors: the event goes nowhere).
  * From the monitor thread (inside a command) it goes out at once, before the
  * command's reply; from any other thread it is queued to the monitor thread.
  */
 void qmp_server_event(QmpServer *s, const char *name, JsonNode *data);
+
+/* MIGRATION {"status": status}, to clients only if the "events" capability was set. */
+void qmp_server_migration_event(QmpServer *s, const char *status);
 
 /* Splits a byte stream into complete top-level JSON texts (exposed for tests). */
 typedef struct QmpFramer QmpFramer;

@@ -269,3 +269,67 @@ void msix_pba_read(Msix *m, uint64_t offset, uint8_t *data, unsigned len)
     g_mutex_unlock(&m->lock);
     bus_data_set(data, len, bits);
 }
+
+/* ---- save/restore ---- */
+
+void msix_save(Msix *m, GByteArray *out)
+{
+    g_mutex_lock(&m->lock);
+    state_put_u16(out, (uint16_t)m->nvectors);
+    state_put_bool(out, m->enabled);
+    state_put_bool(out, m->masked_all);
+    for (unsigned i = 0; i < m->nvectors; i++) {
+        const MsixVector *v = &m->vec[i];
+        state_put_u64(out, v->addr);
+        state_put_u32(out, v->data);
+        state_put_u32(out, v->ctrl);
+        state_put_bool(out, v->pending);
+    }
+    g_mutex_unlock(&m->lock);
+}
+
+bool msix_load(Msix *m, StateIn *in)
+{
+    MsixVector vec[MSIX_MAX_VECTORS];
+    unsigned n = state_get_u16(in);
+    state_in_check(in, n == m->nvectors);
+    bool enabled = state_get_bool(in);
+    bool masked_all = state_get_bool(in);
+    for (unsigned i = 0; i < n && !in->bad; i++) {
+        vec[i].addr = state_get_u64(in);
+        vec[i].data = state_get_u32(in);
+        vec[i].ctrl = state_get_u32(in);
+        vec[i].pending = state_get_bool(in);
+        /* Only the mask bit is stored (msix_table_write drops the reserved bits). */
+        state_in_check(in, !(vec[i].ctrl & ~MSIX_VECTOR_MASKED));
+    }
+    if (in->bad) {
+        return false;
+    }
+
+    g_mutex_lock(&m->dev->lock);
+    uint16_t ctrl = pci_get_word(m->dev->config + m->cap + 2);
+    g_mutex_lock(&m->lock);
+    state_in_check(in, enabled == !!(ctrl & MSIX_CTRL_ENABLE) &&
+                           masked_all == !!(ctrl & MSIX_CTRL_MASKALL));
+    if (!in->bad) {
+        m->enabled = enabled;
+        m->masked_all = masked_all;
+        for (unsigned i = 0; i < n; i++) {
+            MsixVector *v = &m->vec[i];
+            v->addr = vec[i].addr;
+            v->data = vec[i].data;
+            v->ctrl = vec[i].ctrl;
+            v->pending = vec[i].pending;
+            /* As msix_table_write does: a vector is routed once it has an address. */
+            g_autoptr(GError) err = NULL;
+            if (v->addr && !m->ops->set_route(m->opaque, v->route, v->addr, v->data, &err)) {
+                g_debug("%s: MSI-X vector %u: %s", m->dev->name, i, err->message);
+                state_in_check(in, false);
+            }
+        }
+    }
+    g_mutex_unlock(&m->lock);
+    g_mutex_unlock(&m->dev->lock);
+    return !in->bad;
+}

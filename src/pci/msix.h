@@ -10,6 +10,7 @@
  * and unmasking delivers what was pending.
  */
 #include "mem/bus.h"
+#include "util/state.h"
 
 #include <glib.h>
 #include <stdbool.h>
@@ -56,6 +57,18 @@ void msix_reset(Msix *m);
 void msix_table_read(Msix *m, uint64_t offset, uint8_t *data, unsigned len);
 void msix_table_write(Msix *m, uint64_t offset, const uint8_t *data, unsigned len);
 void msix_pba_read(Msix *m, uint64_t offset, uint8_t *data, unsigned len);
+/*
+ * Save/restore: every vector's address, data and mask, the pending bits, and
+ * the function's enable and mask-all bits. Load comes after pci_device_load
+ * (enable and mask-all live in the capability's Message Control word, which
+ * it restores; the saved copies must agree). It routes every programmed
+ * vector again through set_route, so each eventfd reaches the interrupt
+ * controller as on the source; pending bits come back as they were and fire
+ * once unmasked. False (and in marked bad) on a malformed state or a route
+ * that cannot be set.
+ */
+void msix_save(Msix *m, GByteArray *out);
+bool msix_load(Msix *m, StateIn *in);
 /* Table and PBA sizes in bytes (for laying out the BAR). */
 uint32_t msix_table_size(unsigned nvectors);
 uint32_t msix_pba_size(unsigned nvectors);

@@ -284,3 +284,66 @@ void pci_device_reset(PciDevice *d)
         msix_reset(d->msix);
     }
 }
+
+/* ---- save/restore ---- */
+
+void pci_device_save(PciDevice *d, GByteArray *out)
+{
+    g_mutex_lock(&d->lock);
+    state_put_u16(out, PCI_CONFIG_SIZE);
+    state_put_bytes(out, d->config, PCI_CONFIG_SIZE);
+    uint8_t mapped = 0;
+    for (int i = 0; i < PCI_NUM_BARS; i++) {
+        mapped |= (uint8_t)(d->bars[i].mapped << i);
+    }
+    state_put_u8(out, mapped);
+    g_mutex_lock(&d->intx_lock);
+    state_put_bool(out, d->intx_level);
+    g_mutex_unlock(&d->intx_lock);
+    g_mutex_unlock(&d->lock);
+}
+
+bool pci_device_load(PciDevice *d, StateIn *in)
+{
+    uint8_t config[PCI_CONFIG_SIZE];
+    uint16_t size = state_get_u16(in);
+    state_in_check(in, size == PCI_CONFIG_SIZE);
+    if (in->bad) {
+        return false;
+    }
+    state_get_bytes(in, config, sizeof(config));
+    uint8_t mapped = state_get_u8(in);
+    bool intx_level = state_get_bool(in);
+    if (in->bad) {
+        return false;
+    }
+
+    g_mutex_lock(&d->lock);
+    /* Bits the guest cannot write are the device model's: any difference means another device. */
+    for (unsigned i = 0; i < PCI_CONFIG_SIZE; i++) {
+        state_in_check(in, !((config[i] ^ d->config[i]) & ~d->wmask[i]));
+    }
+    for (int i = 0; i < PCI_NUM_BARS; i++) {
+        state_in_check(in, !(mapped & (1u << i)) || d->bars[i].size);
+    }
+    state_in_check(in, !(mapped >> PCI_NUM_BARS));
+    if (in->bad) {
+        g_mutex_unlock(&d->lock);
+        return false;
+    }
+    /* Off the buses first, so BARs that traded places do not collide with each other. */
+    for (int i = 0; i < PCI_NUM_BARS; i++) {
+        pci_unmap_bar(d, i);
+    }
+    memcpy(d->config, config, sizeof(config));
+    pci_update_mappings_locked(d);
+    for (int i = 0; i < PCI_NUM_BARS; i++) {
+        state_in_check(in, d->bars[i].mapped || !(mapped & (1u << i)));
+    }
+    g_mutex_lock(&d->intx_lock);
+    d->intx_level = intx_level;
+    pci_update_intx_locked(d);
+    g_mutex_unlock(&d->intx_lock);
+    g_mutex_unlock(&d->lock);
+    return !in->bad;
+}

@@ -532,3 +532,80 @@ void virtio_pci_reset(VirtioPci *vp)
     vp_reset_transport(vp);
     g_mutex_unlock(&vp->lock);
 }
+
+/* ---- save/restore ---- */
+
+void virtio_pci_save(VirtioPci *vp, GByteArray *out)
+{
+    pci_device_save(&vp->pci, out);
+    msix_save(vp->msix, out);
+    g_mutex_lock(&vp->lock);
+    state_put_u32(out, vp->dfselect);
+    state_put_u32(out, vp->gfselect);
+    state_put_u16(out, vp->queue_select);
+    state_put_u16(out, (uint16_t)g_atomic_int_get(&vp->config_vector));
+    state_put_u16(out, (uint16_t)vp->vdev->nqueues);
+    for (unsigned q = 0; q < vp->vdev->nqueues; q++) {
+        state_put_u16(out, (uint16_t)g_atomic_int_get(&vp->queue_vector[q]));
+    }
+    g_mutex_lock(&vp->isr_lock);
+    state_put_u8(out, vp->isr);
+    g_mutex_unlock(&vp->isr_lock);
+    g_mutex_unlock(&vp->lock);
+    virtio_device_save(vp->vdev, out);
+}
+
+static bool vp_load_refused(VirtioPci *vp, StateIn *in, const char *what, GError **error)
+{
+    state_in_check(in, false);
+    g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                "%s: saved %s is truncated or does not match this device", vp->pci.name, what);
+    return false;
+}
+
+bool virtio_pci_load(VirtioPci *vp, StateIn *in, GError **error)
+{
+    if (in->bad) {
+        return vp_load_refused(vp, in, "state", error);
+    }
+    if (!pci_device_load(&vp->pci, in)) {
+        return vp_load_refused(vp, in, "PCI configuration", error);
+    }
+    if (!msix_load(vp->msix, in)) {
+        return vp_load_refused(vp, in, "MSI-X state", error);
+    }
+    uint32_t dfselect = state_get_u32(in);
+    uint32_t gfselect = state_get_u32(in);
+    uint16_t queue_select = state_get_u16(in);
+    uint16_t config_vector = state_get_u16(in);
+    unsigned nqueues = state_get_u16(in);
+    state_in_check(in, nqueues == vp->vdev->nqueues);
+    uint16_t queue_vector[VIRTIO_MAX_QUEUES];
+    for (unsigned q = 0; q < nqueues && !in->bad; q++) {
+        queue_vector[q] = state_get_u16(in);
+        state_in_check(in, vp_valid_vector(vp, queue_vector[q]) == queue_vector[q]);
+    }
+    uint8_t isr = state_get_u8(in);
+    /* Only valid vectors are stored (§4.1.5.1.2); the ISR and INTx rise and fall together. */
+    state_in_check(in, vp_valid_vector(vp, config_vector) == config_vector);
+    state_in_check(in, !(isr & ~(VIRTIO_ISR_QUEUE | VIRTIO_ISR_CONFIG)));
+    g_mutex_lock(&vp->pci.intx_lock);
+    state_in_check(in, vp->pci.intx_level == (isr != 0));
+    g_mutex_unlock(&vp->pci.intx_lock);
+    if (in->bad) {
+        return vp_load_refused(vp, in, "transport registers", error);
+    }
+    g_mutex_lock(&vp->lock);
+    vp->dfselect = dfselect;
+    vp->gfselect = gfselect;
+    vp->queue_select = queue_select;
+    g_atomic_int_set(&vp->config_vector, config_vector);
+    for (unsigned q = 0; q < nqueues; q++) {
+        g_atomic_int_set(&vp->queue_vector[q], queue_vector[q]);
+    }
+    g_mutex_lock(&vp->isr_lock);
+    vp->isr = isr;
+    g_mutex_unlock(&vp->isr_lock);
+    g_mutex_unlock(&vp->lock);
+    return virtio_device_load(vp->vdev, in, error);
+}

@@ -35,5 +35,20 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VirtioPci, virtio_pci_free)
 
 PciDevice *virtio_pci_device(VirtioPci *vp);
 VirtioDevice *virtio_pci_vdev(VirtioPci *vp);
+/*
+ * Save/restore of the whole function with the VM stopped and the device
+ * paused: the PCI configuration space (pci_device_save), MSI-X, the
+ * transport's registers (feature and queue selects, vectors, ISR), then the
+ * virtio device (virtio_device_save). Load is for a function built from the
+ * same configuration, before the guest runs: BARs decode where the source's
+ * did, the notify ioeventfds are bound at the restored BAR 0 (as when the
+ * guest moves it), every MSI-X route is set again, INTx is driven as saved.
+ * The device comes back paused (virtio_device_resume starts it). Refuses
+ * another device or any inconsistent value: false with *error set and in
+ * marked bad; the caller still checks with state_in_finish that nothing is
+ * left over. A refused load may leave the function half restored: discard it.
+ */
+void virtio_pci_save(VirtioPci *vp, GByteArray *out);
+bool virtio_pci_load(VirtioPci *vp, StateIn *in, GError **error);
 /* Power-on state after a machine reset: the device reset, vectors cleared. */
 void virtio_pci_reset(VirtioPci *vp);

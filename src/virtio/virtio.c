@@ -13,6 +13,7 @@
 #include "util/error.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -225,6 +226,190 @@ void virtio_set_transport(VirtioDevice *vdev, const VirtioTransportOps *ops, voi
     vdev->transport = ops;
     vdev->transport_opaque = opaque;
     g_mutex_unlock(&vdev->lock);
+}
+
+/* ---- save/restore ---- */
+
+typedef struct {
+    VirtioDevice *vdev;
+    GByteArray *out;
+} VirtioSaveCall;
+
+static void virtio_save_on_thread(void *opaque)
+{
+    VirtioSaveCall *c = opaque;
+    VirtioDevice *vdev = c->vdev;
+    state_put_bool(c->out, vdev->active);
+    state_put_u16(c->out, (uint16_t)vdev->nqueues);
+    for (unsigned q = 0; q < vdev->nqueues; q++) {
+        virtqueue_save(&vdev->queues[q], c->out);
+    }
+}
+
+void virtio_device_save(VirtioDevice *vdev, GByteArray *out)
+{
+    g_mutex_lock(&vdev->lock);
+    state_put_u16(out, vdev->device_id);
+    state_put_u64(out, vdev->host_features);
+    state_put_u64(out, __atomic_load_n(&vdev->guest_features, __ATOMIC_RELAXED));
+    state_put_u8(out, status_load(vdev));
+    state_put_u8(out, __atomic_load_n(&vdev->config_generation, __ATOMIC_RELAXED));
+    g_autofree uint8_t *config = g_malloc0(vdev->config_size + 1);
+    vdev->ops->config_read(vdev, 0, config, vdev->config_size);
+    state_put_u32(out, vdev->config_size);
+    state_put_bytes(out, config, vdev->config_size);
+    VirtioSaveCall c = {.vdev = vdev, .out = out};
+    iothread_run_sync(vdev->iothread, virtio_save_on_thread, &c);
+    if (vdev->ops->save) {
+        vdev->ops->save(vdev, out);
+    }
+    g_mutex_unlock(&vdev->lock);
+}
+
+typedef struct {
+    VirtioDevice *vdev;
+    uint64_t guest_features;
+    uint8_t status;
+    uint8_t config_generation;
+    bool active;
+    VirtQueue *queues;
+} VirtioLoadCall;
+
+static void virtio_load_on_thread(void *opaque)
+{
+    VirtioLoadCall *c = opaque;
+    VirtioDevice *vdev = c->vdev;
+    if (vdev->active || status_load(vdev)) {
+        virtio_reset_on_thread(vdev);
+    }
+    /* Paused, as virtio_pause_on_thread leaves it: no kick source until resume. */
+    for (unsigned q = 0; q < vdev->nqueues; q++) {
+        iothread_remove_source(vdev->kick_src[q]);
+        vdev->kick_src[q] = NULL;
+        vdev->queues[q] = c->queues[q];
+    }
+    vdev->paused = true;
+    __atomic_store_n(&vdev->guest_features, c->guest_features, __ATOMIC_RELAXED);
+    __atomic_store_n(&vdev->config_generation, c->config_generation, __ATOMIC_RELAXED);
+    __atomic_store_n(&vdev->status, c->status, __ATOMIC_RELEASE);
+    if (c->active) {
+        vdev->active = true;
+        vdev->ops->activate(vdev);
+    }
+}
+
+/* The values a live device holds together (see virtio_set_status and virtio_error). */
+static bool virtio_load_consistent(VirtioDevice *vdev, const VirtioLoadCall *c, GError **error)
+{
+    const char *why = NULL;
+    uint8_t s = c->status;
+    bool driver_ok = s & VIRTIO_STATUS_DRIVER_OK;
+    uint64_t negotiated = c->guest_features & vdev->host_features;
+    if (driver_ok && !(s & VIRTIO_STATUS_FEATURES_OK)) {
+        why = "DRIVER_OK without FEATURES_OK";
+    } else if ((s & VIRTIO_STATUS_FEATURES_OK) &&
+               ((c->guest_features & ~vdev->host_features) ||
+                !(c->guest_features & (1ULL << VIRTIO_F_VERSION_1)))) {
+        why = "FEATURES_OK with features the device does not offer";
+    } else if (c->active != (driver_ok && !(s & VIRTIO_STATUS_NEEDS_RESET))) {
+        why = "live state does not match the status";
+    }
+    for (unsigned q = 0; q < vdev->nqueues && !why; q++) {
+        const VirtQueue *vq = &c->queues[q];
+        if (vq->started && !driver_ok) {
+            why = "a queue started without DRIVER_OK";
+        } else if (c->active && vq->enabled && !vq->started) {
+            why = "an enabled queue of a live device is not started";
+        } else if (vq->started && vq->event_idx != !!(negotiated & (1ULL << VIRTIO_F_EVENT_IDX))) {
+            why = "a queue's EVENT_IDX does not match the features";
+        }
+    }
+    if (why) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "%s '%s': saved state has %s",
+                    vdev->name, vdev->id, why);
+        return false;
+    }
+    return true;
+}
+
+static bool virtio_load_truncated(VirtioDevice *vdev, GError **error)
+{
+    g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "%s '%s': saved device state is truncated",
+                vdev->name, vdev->id);
+    return false;
+}
+
+bool virtio_device_load(VirtioDevice *vdev, StateIn *in, GError **error)
+{
+    g_autofree VirtQueue *queues = g_new(VirtQueue, vdev->nqueues);
+    VirtioLoadCall c = {.vdev = vdev, .queues = queues};
+    uint16_t device_id = state_get_u16(in);
+    uint64_t host_features = state_get_u64(in);
+    c.guest_features = state_get_u64(in);
+    c.status = state_get_u8(in);
+    c.config_generation = state_get_u8(in);
+    uint32_t config_size = state_get_u32(in);
+    if (in->bad) {
+        return virtio_load_truncated(vdev, error);
+    }
+    if (device_id != vdev->device_id || host_features != vdev->host_features ||
+        config_size != vdev->config_size) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "%s '%s': saved state is from another device (type %u, features 0x%" PRIx64
+                    ", config space of %" PRIu32 " bytes; here %u, 0x%" PRIx64 ", %" PRIu32 ")",
+                    vdev->name, vdev->id, device_id, host_features, config_size, vdev->device_id,
+                    vdev->host_features, vdev->config_size);
+        state_in_check(in, false);
+        return false;
+    }
+    g_autofree uint8_t *saved = g_malloc0(config_size + 1);
+    g_autofree uint8_t *own = g_malloc0(config_size + 1);
+    state_get_bytes(in, saved, config_size);
+    c.active = state_get_bool(in);
+    uint16_t nqueues = state_get_u16(in);
+    if (in->bad) {
+        return virtio_load_truncated(vdev, error);
+    }
+    if (nqueues != vdev->nqueues) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "%s '%s': saved state has %u queues, this device %u", vdev->name, vdev->id,
+                    nqueues, vdev->nqueues);
+        state_in_check(in, false);
+        return false;
+    }
+
+    g_mutex_lock(&vdev->lock);
+    vdev->ops->config_read(vdev, 0, own, config_size);
+    bool ok = true;
+    if (memcmp(saved, own, config_size)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "%s '%s': saved config space differs from this device's (another disk "
+                    "size or MAC address?)",
+                    vdev->name, vdev->id);
+        ok = false;
+    }
+    for (unsigned q = 0; q < vdev->nqueues && ok; q++) {
+        g_autoptr(GError) err = NULL;
+        queues[q] = vdev->queues[q];
+        if (!virtqueue_load(&queues[q], in, vdev->mem, &err)) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "%s '%s': queue %u: %s",
+                        vdev->name, vdev->id, q, err->message);
+            ok = false;
+        }
+    }
+    ok = ok && virtio_load_consistent(vdev, &c, error);
+    ok = ok && (!vdev->ops->load || vdev->ops->load(vdev, in, error));
+    if (ok && in->bad) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "%s '%s': saved device state is malformed", vdev->name, vdev->id);
+        ok = false;
+    }
+    if (ok) {
+        iothread_run_sync(vdev->iothread, virtio_load_on_thread, &c);
+    }
+    g_mutex_unlock(&vdev->lock);
+    state_in_check(in, ok);
+    return ok;
 }
 
 /* ---- transport side ---- */

@@ -16,6 +16,7 @@
  */
 #include "mem/guest-mem.h"
 #include "util/iothread.h"
+#include "util/state.h"
 #include "virtio/virtqueue.h"
 
 #include <glib.h>
@@ -58,6 +59,14 @@ typedef struct VirtioDeviceOps {
     void (*free)(VirtioDevice *vdev);
     /* Optional: wait until no request is in flight; on the IoThread (VM pause). */
     void (*drain)(VirtioDevice *vdev);
+    /*
+     * Optional: device state beyond the core's and the config space bytes
+     * (which the core saves and compares), for save/restore. Under vdev->lock
+     * with the device paused (save) or not yet live (load). load checks what
+     * it reads; false with *error set refuses the state.
+     */
+    void (*save)(VirtioDevice *vdev, GByteArray *out);
+    bool (*load)(VirtioDevice *vdev, StateIn *in, GError **error);
 } VirtioDeviceOps;
 
 typedef struct VirtioTransportOps {
@@ -115,6 +124,22 @@ bool virtio_device_init(VirtioDevice *vdev, const char *name, const char *id, ui
  */
 void virtio_device_pause(VirtioDevice *vdev);
 void virtio_device_resume(VirtioDevice *vdev);
+/*
+ * Save/restore of the device, paused (virtio_device_pause) so nothing is in
+ * flight: status, features, config generation, whether it is live, each
+ * queue (virtqueue_save), the config space bytes, then ops->save. Load is for
+ * a device built from the same configuration that the guest has not driven
+ * yet. It refuses (false, *error set, in marked bad) a state from a device
+ * with another type, other host features (another configuration), other
+ * config space contents (virtio-blk capacity, virtio-net MAC), another number
+ * of queues, or with any inconsistent value, before it changes anything. A
+ * device saved live comes back live but paused: queues mapped, activated
+ * (ops->activate), kicks collected by the eventfds; virtio_device_resume
+ * attaches them and looks at every queue, as after a VM pause. Any loaded
+ * device is left paused, so the caller resumes every device it loads.
+ */
+void virtio_device_save(VirtioDevice *vdev, GByteArray *out);
+bool virtio_device_load(VirtioDevice *vdev, StateIn *in, GError **error);
 /* Resets the device (draining its I/O), stops the IoThread, closes the eventfds, calls ops->free. */
 void virtio_device_free(VirtioDevice *vdev);
 

@@ -409,3 +409,85 @@ bool virtqueue_empty(VirtQueue *vq)
     }
     return load16(avail_idx_ptr(vq), __ATOMIC_ACQUIRE) == vq->last_avail_idx;
 }
+
+/* ---- save/restore ---- */
+
+void virtqueue_save(const VirtQueue *vq, GByteArray *out)
+{
+    g_assert(vq->inflight == 0);
+    state_put_u16(out, vq->max_size);
+    state_put_u16(out, vq->size);
+    state_put_bool(out, vq->enabled);
+    state_put_u64(out, vq->desc_gpa);
+    state_put_u64(out, vq->avail_gpa);
+    state_put_u64(out, vq->used_gpa);
+    state_put_bool(out, vq->started);
+    state_put_bool(out, vq->event_idx);
+    state_put_u16(out, vq->last_avail_idx);
+    state_put_u16(out, vq->used_idx);
+    state_put_u16(out, vq->signalled_used);
+    state_put_bool(out, vq->signalled_used_valid);
+}
+
+bool virtqueue_load(VirtQueue *vq, StateIn *in, GuestMem *mem, GError **error)
+{
+    VirtQueue q;
+    virtqueue_init(&q, vq->max_size);
+    uint16_t max_size = state_get_u16(in);
+    q.size = state_get_u16(in);
+    q.enabled = state_get_bool(in);
+    q.desc_gpa = state_get_u64(in);
+    q.avail_gpa = state_get_u64(in);
+    q.used_gpa = state_get_u64(in);
+    bool started = state_get_bool(in);
+    bool event_idx = state_get_bool(in);
+    uint16_t last_avail_idx = state_get_u16(in);
+    uint16_t used_idx = state_get_u16(in);
+    uint16_t signalled_used = state_get_u16(in);
+    bool signalled_used_valid = state_get_bool(in);
+    if (in->bad) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "queue state is truncated or malformed");
+        return false;
+    }
+    if (max_size != vq->max_size) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "queue of at most %u entries saved, this one has %u", max_size, vq->max_size);
+        state_in_check(in, false);
+        return false;
+    }
+    if (!started) {
+        /* A queue starts at DRIVER_OK and only a reset stops it, which zeroes the rest. */
+        if (event_idx || last_avail_idx || used_idx || signalled_used || signalled_used_valid) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "queue that never started has device indices");
+            state_in_check(in, false);
+            return false;
+        }
+        *vq = q;
+        return true;
+    }
+    if (!q.enabled) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "started queue is not enabled");
+        state_in_check(in, false);
+        return false;
+    }
+    if (!virtqueue_start(&q, mem, event_idx, error)) {
+        state_in_check(in, false);
+        return false;
+    }
+    /* The device can be ahead of used by chains it dropped (virtqueue_detach), never more. */
+    if ((uint16_t)(last_avail_idx - used_idx) > q.size) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "next available entry %u is more than the queue size %u ahead of next used %u",
+                    last_avail_idx, q.size, used_idx);
+        state_in_check(in, false);
+        return false;
+    }
+    q.last_avail_idx = last_avail_idx;
+    q.used_idx = used_idx;
+    q.signalled_used = signalled_used;
+    q.signalled_used_valid = signalled_used_valid;
+    *vq = q;
+    return true;
+}

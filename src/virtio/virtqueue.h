@@ -11,6 +11,7 @@
  * the device is live; the vCPU thread writing the transport registers before).
  */
 #include "mem/guest-mem.h"
+#include "util/state.h"
 #include "util/iov.h" /* iov_to_buf, iov_from_buf */
 
 #include <glib.h>
@@ -111,3 +112,18 @@ bool virtqueue_should_notify(VirtQueue *vq);
 void virtqueue_set_notification(VirtQueue *vq, bool enable);
 /* True when the avail ring has no chain the device has not taken. */
 bool virtqueue_empty(VirtQueue *vq);
+
+/*
+ * Save/restore of the device side of a queue, with no chain in flight (the
+ * device paused): the driver's settings (size, enabled, ring addresses), then,
+ * for a started queue, the device's indices and interrupt suppression state.
+ * The rings themselves, flags and event indices included, are guest RAM.
+ *
+ * Load checks every value: max_size must match this queue's, a started queue
+ * must pass what virtqueue_start checks (size, alignment, rings inside mem),
+ * the device may not have taken more chains than the queue holds, a queue
+ * that never started has its power-on indices. A started queue is mapped
+ * again. On failure vq is unchanged, in is marked bad and error says why.
+ */
+void virtqueue_save(const VirtQueue *vq, GByteArray *out);
+bool virtqueue_load(VirtQueue *vq, StateIn *in, GuestMem *mem, GError **error);

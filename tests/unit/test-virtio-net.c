@@ -172,7 +172,7 @@ typedef struct {
 
 static const uint8_t cfg_mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
 
-static void fixture_open(Fixture *fx, bool vnet_hdr, uint16_t rx_size)
+static void fixture_open_mac(Fixture *fx, bool vnet_hdr, uint16_t rx_size, const uint8_t mac[6])
 {
     memset(fx, 0, sizeof(*fx));
     g_autoptr(GError) err = NULL;
@@ -180,13 +180,18 @@ static void fixture_open(Fixture *fx, bool vnet_hdr, uint16_t rx_size)
     g_assert_no_error(err);
     fx->fn = fake_net_new(vnet_hdr);
     VirtioNetConfig cfg = {.id = "net0"};
-    memcpy(cfg.mac, cfg_mac, 6);
+    memcpy(cfg.mac, mac, 6);
     fx->vdev = virtio_net_new(&cfg, &fx->fn->nb, fx->mem, &err);
     g_assert_no_error(err);
     g_assert_nonnull(fx->vdev);
     fake_transport_init(&fx->t, fx->vdev);
     fake_vq_init(&fx->rx, fx->mem, RX_RING, rx_size);
     fake_vq_init(&fx->tx, fx->mem, TX_RING, QSIZE);
+}
+
+static void fixture_open(Fixture *fx, bool vnet_hdr, uint16_t rx_size)
+{
+    fixture_open_mac(fx, vnet_hdr, rx_size, cfg_mac);
 }
 
 static uint8_t fixture_try_start(Fixture *fx, uint64_t features)
@@ -1009,6 +1014,93 @@ static void test_rx_malformed(void)
     fixture_close(&fx);
 }
 
+/* ---- save/restore through the core ---- */
+
+static GByteArray *save_net(Fixture *fx)
+{
+    GByteArray *out = g_byte_array_new();
+    virtio_device_save(fx->vdev, out);
+    return out;
+}
+
+/* b takes over a's guest: RAM and the driver's view of the rings. */
+static bool load_net(Fixture *b, const Fixture *a, const GByteArray *st, GError **error)
+{
+    memcpy(gp(b, 0, MEM_SIZE), guest_mem_ptr(a->mem, 0, MEM_SIZE), MEM_SIZE);
+    b->rx = a->rx;
+    b->rx.mem = b->mem;
+    b->tx = a->tx;
+    b->tx.mem = b->mem;
+    StateIn in;
+    state_in_init(&in, st->data, st->len);
+    bool ok = virtio_device_load(b->vdev, &in, error);
+    g_assert_cmpint(ok, ==, !in.bad);
+    return ok && state_in_finish(&in, "virtio-net", error);
+}
+
+/* A live NIC saved while paused continues on one built the same way, once resumed. */
+static void test_save_load(void)
+{
+    Fixture a, b;
+    fixture_open(&a, true, QSIZE);
+    fixture_start(&a, base_features | offload_features);
+    uint8_t frame[60];
+    pattern(frame, sizeof(frame), 3);
+    Hdr h = hdr_make(0, 0, 0);
+    add_tx(&a, DATA, &h, frame, sizeof(frame));
+    tx_kick_wait(&a, 1);
+    virtio_device_pause(a.vdev);
+    g_autoptr(GByteArray) st = save_net(&a);
+
+    fixture_open(&b, true, QSIZE);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(load_net(&b, &a, st, &err));
+    g_assert_no_error(err);
+    g_autoptr(GByteArray) again = save_net(&b);
+    g_assert_cmpmem(st->data, st->len, again->data, again->len);
+    g_assert_cmphex(virtio_get_status(b.vdev), ==, virtio_get_status(a.vdev));
+    /* Activated again: the backend got the driver's offloads. */
+    g_assert_cmpuint(b.fn->offload_calls, ==, 1);
+    g_assert_true(b.fn->offloads.csum && b.fn->offloads.tso4);
+
+    /* Paused until resumed: the kick waits, then the frame goes in the next used slot. */
+    add_tx(&b, DATA + 0x1000, &h, frame, sizeof(frame));
+    virtio_kick(b.vdev, 1);
+    g_usleep(50 * 1000);
+    g_assert_cmpuint(sent_count(b.fn), ==, 0);
+    virtio_device_resume(b.vdev);
+    g_assert_true(fake_vq_wait_used(&b.tx, &b.t, 2, WAIT_MS));
+    g_assert_cmpuint(sent_count(b.fn), ==, 1);
+    g_assert_cmpuint(fake_vq_used_idx(&b.tx), ==, 2);
+    fixture_close(&b);
+    fixture_close(&a);
+}
+
+/* Another MAC or other offloads: another NIC, refused. */
+static void test_load_other_nic(void)
+{
+    Fixture a, b, c;
+    fixture_open(&a, true, QSIZE);
+    fixture_start(&a, base_features);
+    virtio_device_pause(a.vdev);
+    g_autoptr(GByteArray) st = save_net(&a);
+
+    const uint8_t other_mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xf0};
+    fixture_open_mac(&b, true, QSIZE, other_mac);
+    g_autoptr(GError) err = NULL;
+    g_assert_false(load_net(&b, &a, st, &err));
+    g_assert_nonnull(strstr(err->message, "config space"));
+    g_assert_cmpuint(virtio_get_status(b.vdev), ==, 0);
+    fixture_close(&b);
+
+    fixture_open(&c, false, QSIZE);
+    g_clear_error(&err);
+    g_assert_false(load_net(&c, &a, st, &err));
+    g_assert_nonnull(strstr(err->message, "another device"));
+    fixture_close(&c);
+    fixture_close(&a);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1031,5 +1123,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio/net/rx/too-big", test_rx_too_big);
     g_test_add_func("/virtio/net/rx/paused", test_rx_paused);
     g_test_add_func("/virtio/net/rx/malformed", test_rx_malformed);
+    g_test_add_func("/virtio/net/save-load", test_save_load);
+    g_test_add_func("/virtio/net/load-other-nic", test_load_other_nic);
     return g_test_run();
 }

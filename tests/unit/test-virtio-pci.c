@@ -333,6 +333,288 @@ static void test_bad_accesses(Fx *f, gconstpointer data)
     g_assert_cmpuint(bar_rd(f, COMMON, C_QENABLE, 2), ==, 0);
 }
 
+/* ---- save/restore ---- */
+
+#define MOVED_BAR0 0xd0000000ULL
+
+/* Device A as a driver leaves it: BAR 0 moved, MSI-X on, queue 0 live, one request done. */
+static void drive_source(Fx *a)
+{
+    probe(a);
+    uint64_t firmware_bar0 = a->bar0;
+    cfg_wr(a, PCI_COMMAND, 0, 2);
+    cfg_wr(a, PCI_BAR0, (uint32_t)MOVED_BAR0, 4);
+    cfg_wr(a, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+    a->bar0 = MOVED_BAR0;
+    g_assert_cmphex(firmware_bar0, !=, MOVED_BAR0);
+    init_device(a, true);
+    /* Transport registers away from their reset values, and a pci_cfg window set up. */
+    bar_wr(a, COMMON, C_DFSELECT, 1, 4);
+    bar_wr(a, COMMON, C_GFSELECT, 1, 4);
+    cfg_wr(a, a->cfg_cap + 8, a->off[COMMON] + C_NUMQ, 4);
+    cfg_wr(a, a->cfg_cap + 12, 2, 4);
+    write_sector(a, 3, 0x5a);
+    g_assert_cmpuint(fake_msi_fired(&a->irq, 0, 5000), ==, 1);
+    check_completed(a, 3, 0x5a);
+    virtio_device_pause(virtio_pci_vdev(a->vp));
+}
+
+static GByteArray *save_vp(Fx *f)
+{
+    GByteArray *out = g_byte_array_new();
+    virtio_pci_save(f->vp, out);
+    return out;
+}
+
+/* What arrives with the state: guest RAM, and the driver's view of its rings. */
+static void copy_guest(Fx *b, const Fx *a)
+{
+    memcpy(guest_mem_ptr(b->mem, 0, RAM_SIZE), guest_mem_ptr(a->mem, 0, RAM_SIZE), RAM_SIZE);
+    b->vq = a->vq;
+    b->vq.mem = b->mem;
+    b->bar0 = a->bar0;
+    memcpy(b->off, a->off, sizeof(b->off));
+    b->notify_mult = a->notify_mult;
+    b->cfg_cap = a->cfg_cap;
+}
+
+static bool load_vp(Fx *f, const uint8_t *data, size_t len, GError **error)
+{
+    StateIn in;
+    state_in_init(&in, data, len);
+    bool ok = virtio_pci_load(f->vp, &in, error);
+    g_assert_cmpint(ok, ==, !in.bad);
+    return ok && state_in_finish(&in, "virtio-pci", error);
+}
+
+static void test_save_load(Fx *a, gconstpointer data)
+{
+    drive_source(a);
+    g_autoptr(GByteArray) saved = save_vp(a);
+
+    Fx b;
+    fx_setup(&b, NULL);
+    uint64_t firmware_bar0 = cfg_rd(&b, PCI_BAR0, 4) & ~0xfULL;
+    copy_guest(&b, a);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(load_vp(&b, saved->data, saved->len, &err));
+    g_assert_no_error(err);
+
+    /* The same state comes out again, byte for byte. */
+    g_autoptr(GByteArray) again = save_vp(&b);
+    g_assert_cmpmem(saved->data, saved->len, again->data, again->len);
+    /* Configuration space as on A (the pci_cfg data dword reads through the window). */
+    for (unsigned reg = 0; reg < PCI_CONFIG_SIZE; reg += 4) {
+        g_assert_cmphex(cfg_rd(&b, reg, 4), ==, cfg_rd(a, reg, 4));
+    }
+    g_assert_cmpuint(cfg_rd(&b, b.cfg_cap + 16, 2), ==, 1); /* num_queues through the window */
+    /* BAR 0 decodes at the moved address, not at the firmware's, notifications follow it. */
+    uint8_t buf[1];
+    g_assert_false(bus_read(b.mmio, firmware_bar0 + b.off[COMMON] + C_STATUS, buf, 1));
+    uint8_t live = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                   VIRTIO_STATUS_DRIVER_OK;
+    g_assert_cmpuint(bar_rd(&b, COMMON, C_STATUS, 1), ==, live);
+    g_assert_cmpuint(bar_rd(&b, COMMON, C_DFSELECT, 4), ==, 1);
+    g_assert_cmpuint(bar_rd(&b, COMMON, C_QMSIX, 2), ==, 0);
+    g_assert_cmpuint(bar_rd(&b, COMMON, C_MSIX, 2), ==, 1);
+    g_assert_cmpuint(b.irq.nioeventfds, ==, 1);
+    g_assert_cmphex(b.irq.ioeventfds[0].addr, ==, MOVED_BAR0 + b.off[NOTIFY]);
+    /* Both vectors routed where A's were. */
+    for (unsigned v = 0; v < 2; v++) {
+        g_assert_cmphex(b.irq.addr[v], ==, 0xfee00000);
+        g_assert_cmphex(b.irq.data[v], ==, 0x40 + v);
+    }
+
+    /* Loaded paused: a request waits for the resume, then completes in the next used slot. */
+    write_sector(&b, 5, 0x77);
+    g_assert_cmpuint(fake_msi_fired(&b.irq, 0, 100), ==, 0);
+    g_assert_cmpuint(fake_vq_used_idx(&b.vq), ==, 1);
+    virtio_device_resume(virtio_pci_vdev(b.vp));
+    g_assert_cmpuint(fake_msi_fired(&b.irq, 0, 5000), ==, 1);
+    g_assert_cmpuint(fake_vq_used_idx(&b.vq), ==, 2);
+    check_completed(&b, 5, 0x77);
+    /* And the next one too, kicked while live. */
+    write_sector(&b, 6, 0x78);
+    g_assert_cmpuint(fake_msi_fired(&b.irq, 0, 5000), ==, 1);
+    check_completed(&b, 6, 0x78);
+    fx_teardown(&b, NULL);
+}
+
+/* BARs that traded places on the source: the fresh device has them the other way round. */
+static void test_save_load_swapped_bars(Fx *a, gconstpointer data)
+{
+    probe(a);
+    uint32_t bar0 = cfg_rd(a, PCI_BAR0, 4) & ~0xfU;
+    uint32_t bar1 = cfg_rd(a, PCI_BAR0 + 4, 4) & ~0xfU;
+    cfg_wr(a, PCI_COMMAND, 0, 2);
+    cfg_wr(a, PCI_BAR0, bar1, 4);
+    cfg_wr(a, PCI_BAR0 + 4, bar0, 4);
+    cfg_wr(a, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+    a->bar0 = bar1;
+    virtio_device_pause(virtio_pci_vdev(a->vp));
+    g_autoptr(GByteArray) saved = save_vp(a);
+
+    Fx b;
+    fx_setup(&b, NULL);
+    copy_guest(&b, a);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(load_vp(&b, saved->data, saved->len, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(bar_rd(&b, COMMON, C_NUMQ, 2), ==, 1);
+    uint8_t buf[4];
+    g_assert_true(bus_read(b.mmio, bar0, buf, 4)); /* the MSI-X table: vector 0 address */
+    g_assert_cmpuint(b.irq.nioeventfds, ==, 1);
+    g_assert_cmphex(b.irq.ioeventfds[0].addr, ==, bar1 + b.off[NOTIFY]);
+    fx_teardown(&b, NULL);
+}
+
+/* A device the driver never touched saves and loads too, and stays usable. */
+static void test_save_load_fresh(Fx *a, gconstpointer data)
+{
+    probe(a);
+    virtio_device_pause(virtio_pci_vdev(a->vp));
+    g_autoptr(GByteArray) saved = save_vp(a);
+    Fx b;
+    fx_setup(&b, NULL);
+    copy_guest(&b, a);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(load_vp(&b, saved->data, saved->len, &err));
+    g_autoptr(GByteArray) again = save_vp(&b);
+    g_assert_cmpmem(saved->data, saved->len, again->data, again->len);
+    virtio_device_resume(virtio_pci_vdev(b.vp));
+    init_device(&b, true);
+    write_sector(&b, 2, 0x22);
+    g_assert_cmpuint(fake_msi_fired(&b.irq, 0, 5000), ==, 1);
+    check_completed(&b, 2, 0x22);
+    fx_teardown(&b, NULL);
+}
+
+/* Where the parts of the saved state start, from the parts' own save functions. */
+typedef struct {
+    size_t msix;      /* after the PCI function */
+    size_t transport; /* after MSI-X */
+    size_t virtio;    /* the virtio device */
+    size_t queue0;
+} SavedLayout;
+
+static SavedLayout saved_layout(Fx *f, size_t total)
+{
+    g_autoptr(GByteArray) pci = g_byte_array_new();
+    g_autoptr(GByteArray) msix = g_byte_array_new();
+    g_autoptr(GByteArray) vdev = g_byte_array_new();
+    PciDevice *d = virtio_pci_device(f->vp);
+    pci_device_save(d, pci);
+    msix_save(d->msix, msix);
+    virtio_device_save(virtio_pci_vdev(f->vp), vdev);
+    SavedLayout l = {.msix = pci->len, .transport = pci->len + msix->len};
+    l.virtio = total - vdev->len;
+    /* id, host and guest features, status, generation, config size and bytes, live, nqueues. */
+    l.queue0 = l.virtio + 2 + 8 + 8 + 1 + 1 + 4 + virtio_pci_vdev(f->vp)->config_size + 1 + 2;
+    return l;
+}
+
+typedef enum {
+    SPOIL_TRUNCATE_PCI,
+    SPOIL_TRUNCATE_END,
+    SPOIL_LEFTOVER,
+    SPOIL_VENDOR,
+    SPOIL_HOST_FEATURES,
+    SPOIL_GUEST_FEATURES,
+    SPOIL_MSIX_CTRL,
+    SPOIL_QUEUE_VECTOR,
+    SPOIL_ISR,
+    SPOIL_CONFIG,
+    SPOIL_QUEUE_SIZE,
+    SPOIL_QUEUE_DESC,
+} Spoil;
+
+static const struct {
+    const char *name;
+    Spoil spoil;
+    const char *msg;
+} bad_states[] = {
+    {"truncated-pci", SPOIL_TRUNCATE_PCI, "PCI configuration"},
+    {"truncated-end", SPOIL_TRUNCATE_END, "truncated"},
+    {"leftover", SPOIL_LEFTOVER, "bytes left over"},
+    {"vendor-id", SPOIL_VENDOR, "PCI configuration"},
+    {"host-features", SPOIL_HOST_FEATURES, "another device"},
+    {"guest-features", SPOIL_GUEST_FEATURES, "FEATURES_OK"},
+    {"msix-vector-control", SPOIL_MSIX_CTRL, "MSI-X"},
+    {"queue-vector", SPOIL_QUEUE_VECTOR, "transport registers"},
+    {"isr", SPOIL_ISR, "transport registers"},
+    {"config-space", SPOIL_CONFIG, "config space"},
+    {"queue-size", SPOIL_QUEUE_SIZE, "power of two"},
+    {"queue-desc-outside-ram", SPOIL_QUEUE_DESC, "outside guest RAM"},
+};
+
+static void put_le(uint8_t *p, uint64_t v, unsigned len)
+{
+    for (unsigned i = 0; i < len; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static void test_load_bad(Fx *a, gconstpointer data)
+{
+    unsigned which = GPOINTER_TO_UINT(data);
+    drive_source(a);
+    g_autoptr(GByteArray) st = save_vp(a);
+    SavedLayout l = saved_layout(a, st->len);
+    g_assert_cmpuint(st->data[l.virtio], ==, VIRTIO_ID_BLOCK);
+    g_assert_cmpuint(st->data[l.queue0] | st->data[l.queue0 + 1] << 8, ==, 256); /* max_size */
+    size_t len = st->len;
+    switch (bad_states[which].spoil) {
+    case SPOIL_TRUNCATE_PCI:
+        len = 100;
+        break;
+    case SPOIL_TRUNCATE_END:
+        len--;
+        break;
+    case SPOIL_LEFTOVER:
+        g_byte_array_append(st, (const uint8_t *)"x", 1);
+        len++;
+        break;
+    case SPOIL_VENDOR:
+        st->data[2 + PCI_VENDOR_ID] ^= 1;
+        break;
+    case SPOIL_HOST_FEATURES:
+        st->data[l.virtio + 2] ^= 0x02;
+        break;
+    case SPOIL_GUEST_FEATURES: /* bit 31, not offered */
+        st->data[l.virtio + 10 + 3] ^= 0x80;
+        break;
+    case SPOIL_MSIX_CTRL: /* vector 0's control word: a reserved bit */
+        st->data[l.msix + 4 + 12] = 2;
+        break;
+    case SPOIL_QUEUE_VECTOR:
+        st->data[l.transport + 14] = 7;
+        break;
+    case SPOIL_ISR:
+        st->data[l.transport + 16] = 4;
+        break;
+    case SPOIL_CONFIG: /* capacity */
+        st->data[l.virtio + 24] ^= 1;
+        break;
+    case SPOIL_QUEUE_SIZE:
+        put_le(st->data + l.queue0 + 2, 12, 2);
+        break;
+    case SPOIL_QUEUE_DESC:
+        put_le(st->data + l.queue0 + 5, RAM_SIZE, 8);
+        break;
+    }
+
+    Fx b;
+    fx_setup(&b, NULL);
+    copy_guest(&b, a);
+    g_autoptr(GError) err = NULL;
+    g_assert_false(load_vp(&b, st->data, len, &err));
+    g_assert_nonnull(err);
+    if (!strstr(err->message, bad_states[which].msg)) {
+        g_error("'%s' does not mention '%s'", err->message, bad_states[which].msg);
+    }
+    fx_teardown(&b, NULL);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -342,6 +624,13 @@ int main(int argc, char **argv)
     ADD("/virtio-pci/bar-move", test_bar_move);
     ADD("/virtio-pci/pci-cfg-window", test_pci_cfg_window);
     ADD("/virtio-pci/bad-accesses", test_bad_accesses);
+    ADD("/virtio-pci/save-load", test_save_load);
+    ADD("/virtio-pci/save-load-fresh", test_save_load_fresh);
+    ADD("/virtio-pci/save-load-swapped-bars", test_save_load_swapped_bars);
 #undef ADD
+    for (unsigned i = 0; i < G_N_ELEMENTS(bad_states); i++) {
+        g_autofree char *path = g_strdup_printf("/virtio-pci/load-bad/%s", bad_states[i].name);
+        g_test_add(path, Fx, GUINT_TO_POINTER(i), fx_setup, test_load_bad, fx_teardown);
+    }
     return g_test_run();
 }

@@ -42,6 +42,7 @@
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/task_work.h>
+#include <linux/vmalloc.h>
 #include <linux/workqueue.h>
 #include <net/ipconfig.h>
 #include <net/sock.h>
@@ -120,6 +121,14 @@ static uint param_net_bytes = 4 << 20;	/* each way; a multiple of 512 */
 module_param_named(net_bytes, param_net_bytes, uint, 0444);
 static uint param_net_seed = 1;
 module_param_named(net_seed, param_net_seed, uint, 0444);
+
+/* mig_workload: memory the guest keeps rewriting while it is saved or migrated. */
+static uint param_mig_rounds;	/* rounds to run (0: the check reports a bad parameter) */
+module_param_named(mig_rounds, param_mig_rounds, uint, 0444);
+static uint param_mig_kib = 2048;	/* memory rewritten every round */
+module_param_named(mig_kib, param_mig_kib, uint, 0444);
+static uint param_mig_ms = 200;	/* pause between rounds */
+module_param_named(mig_ms, param_mig_ms, uint, 0444);
 
 /* Lifecycle (tests/qmp/lifecycle_test.py drives these from the host). */
 static uint param_heartbeat_ms;	/* after the verdict, a heartbeat line this often */
@@ -1319,6 +1328,45 @@ out:
 }
 
 /*
+ * mig_workload: round r first checks that the memory still holds round
+ * r-1's pattern (seed r-1, blocks numbered from 0), then writes round r's,
+ * prints "qlite-selftest: mig round R kvmclock NS" and sleeps. A VM saved
+ * and restored (or migrated) in the middle must carry on with the next
+ * round, its memory intact and its clock never going backwards.
+ */
+static void check_mig_workload(void)
+{
+	unsigned int sectors = (param_mig_kib << 10) >> SECTOR_SHIFT, r, bad = 0;
+	u64 now, last = 0, backwards = 0;
+	void *mem;
+
+	if (!param_mig_rounds || !sectors) {
+		report(false, "mig_workload: qlite_selftest.mig_rounds=N is required");
+		return;
+	}
+	mem = vmalloc(sectors << SECTOR_SHIFT);
+	if (!mem) {
+		report(false, "mig_workload: out of memory");
+		return;
+	}
+	for (r = 1; r <= param_mig_rounds; r++) {
+		if (r > 1 && pattern_check(mem, r - 1, 0, sectors) != sectors)
+			bad++;
+		pattern_fill(mem, r, 0, sectors);
+		now = ktime_get_ns();
+		if (now < last)
+			backwards++;
+		last = now;
+		pr_info("qlite-selftest: mig round %u kvmclock %llu\n", r, now);
+		msleep(param_mig_ms);
+	}
+	vfree(mem);
+	report(!bad && !backwards,
+	       "mig_workload: %u rounds over %u KiB, %u with memory changed under us, clock went back %llu times",
+	       param_mig_rounds, param_mig_kib, bad, backwards);
+}
+
+/*
  * power_button: what a distribution's acpid or logind does, in the kernel,
  * since our userspace cannot run everywhere: an ACPI fixed power button
  * press (PM1 status, SCI) powers the machine off (ACPI S5).
@@ -1390,6 +1438,7 @@ static const struct {
 	{ "ext2", check_ext2 },
 	{ "exits", check_exits },
 	{ "power_button", check_power_button },
+	{ "mig_workload", check_mig_workload },
 	{ "net_addr", check_net_addr },
 	{ "net_tx", check_net_tx },
 	{ "net_rx", check_net_rx },

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/* The machine's parts, shared by pc.c and snapshot.c (save and restore). */
+#include "block/block.h"
+#include "chardev/chardev.h"
+#include "cpu/kvm.h"
+#include "cpu/vcpu.h"
+#include "machine/acpi-pm.h"
+#include "machine/acpi.h"
+#include "machine/boot.h"
+#include "machine/debug-exit.h"
+#include "machine/i8042.h"
+#include "machine/mptable.h"
+#include "machine/pc.h"
+#include "machine/pci-host.h"
+#include "machine/rtc.h"
+#include "machine/serial.h"
+#include "mem/bus.h"
+#include "mem/guest-mem.h"
+#include "migration/stream.h"
+#include "monitor/qmp.h"
+
+/* QMP's run states (query-status), those qlite can be in. */
+typedef enum {
+    RUN_STATE_PRELAUNCH,
+    RUN_STATE_RUNNING,
+    RUN_STATE_PAUSED,
+    RUN_STATE_SHUTDOWN,
+    RUN_STATE_INTERNAL_ERROR,
+    RUN_STATE_INMIGRATE,      /* -incoming: waiting for or loading the stream */
+    RUN_STATE_FINISH_MIGRATE, /* stopped, the state going out */
+    RUN_STATE_POSTMIGRATE,    /* the state went out; stays stopped */
+} RunState;
+
+struct Machine {
+    MachineConfig cfg;
+    GMainContext *ctx;
+    GMainLoop *loop;
+
+    Kvm *kvm;
+    GuestMem *mem;
+    Bus *pio;
+    Bus *mmio;
+    CpuSet *cpus;
+
+    /* What the boot loader copies in again at every reset. */
+    GMappedFile *kernel_file;
+    GMappedFile *initrd_file;
+    BootKernel kernel;
+    uint8_t acpi[ACPI_TABLES_MAX];
+    size_t acpi_size; /* the ACPI tables, then the MP configuration table */
+    uint8_t mpf[MPTABLE_MPF_SIZE];
+    uint64_t rsdp;
+
+    Chardev *serial_chr;
+    Serial *serial;
+    Rtc *rtc;
+    I8042 *kbd;
+    AcpiPm *pm;
+    DebugExit debug_exit;
+    PciHost *pci;
+    GPtrArray *virtio; /* VirtioPci *, in slot order */
+    QmpServer *qmp;
+    gint runstate; /* RunState */
+    /* kvmclock when the VM stopped, put back by cont (monitor thread). */
+    uint64_t stopped_clock;
+    bool clock_stopped;
+
+    /* Migration (migration.c), under mig_lock. */
+    GMutex mig_lock;
+    int mig_status; /* MigStatus */
+    gint64 mig_start_us, mig_setup_ms, mig_total_ms, mig_downtime_ms;
+    MigStats mig_stats;
+    GThread *mig_thread;
+    int mig_fd;      /* the stream, for migrate_cancel to shut down */
+    gint mig_cancel; /* migrate_cancel was asked */
+    char *mig_uri;
+
+    GSource *signal_sources[3];
+    gint ending;      /* set once: the VM is on its way out */
+    int exit_status;  /* valid once ending */
+    gint resetting;   /* a reset is queued on the main loop */
+};
+
+/*
+ * Stops vCPUs, then devices, and freezes guest time (no event: the caller
+ * says why); resume undoes it. From a thread that is not a vCPU's.
+ */
+void machine_vm_stop(Machine *m);
+const char *machine_runstate_name(Machine *m);
+void machine_vm_resume(Machine *m);
+
+/* ---- migration.c ---- */
+typedef enum {
+    MIG_STATUS_NONE,
+    MIG_STATUS_SETUP,
+    MIG_STATUS_ACTIVE,
+    MIG_STATUS_COMPLETED,
+    MIG_STATUS_FAILED,
+    MIG_STATUS_CANCELLED,
+} MigStatus;
+
+bool machine_migrate(Machine *m, const char *uri, GError **error);
+bool machine_migrate_incoming(Machine *m, const char *uri, GError **error);
+void machine_migrate_cancel(Machine *m);
+void machine_query_migrate(Machine *m, QmpMigrateInfo *info);
+/* At start with -incoming URI (not defer): listen now, receive on a thread. */
+bool machine_start_incoming(Machine *m, GError **error);

@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The whole VM as a migration stream (docs/migration.md): its configuration,
+ * guest RAM page by page, then one state section per component, and the end
+ * marker. Saving needs a stopped VM (vCPUs parked, devices quiesced);
+ * loading happens in a machine built from the same command line whose vCPUs
+ * have not run, and changes nothing that runs the guest until the whole
+ * stream, end marker included, has been read and checked.
+ */
+#include "machine/snapshot.h"
+#include "cpu/cpu-state.h"
+#include "machine/pc-priv.h"
+#include "migration/stream.h"
+#include "util/error.h"
+#include "util/state.h"
+#include "virtio/virtio-pci.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+/* The machine's own devices, each one state section. */
+typedef struct {
+    const char *id;
+    void *dev;
+    void (*save)(void *dev, GByteArray *out);
+    void (*load)(void *dev, StateIn *in);
+} MachineDevice;
+
+#define MACHINE_DEVICES_MAX 5
+#define DEVICE_STATE_FNS(name)                                                                     \
+    static void save_##name(void *dev, GByteArray *out)                                            \
+    {                                                                                              \
+        name##_save(dev, out);                                                                     \
+    }                                                                                              \
+    static void load_##name(void *dev, StateIn *in)                                                \
+    {                                                                                              \
+        name##_load(dev, in);                                                                      \
+    }
+DEVICE_STATE_FNS(serial)
+DEVICE_STATE_FNS(rtc)
+DEVICE_STATE_FNS(i8042)
+DEVICE_STATE_FNS(acpi_pm)
+DEVICE_STATE_FNS(pci_host)
+
+static unsigned machine_devices(Machine *m, MachineDevice *out)
+{
+    unsigned n = 0;
+    if (m->serial) {
+        out[n++] = (MachineDevice){"serial", m->serial, save_serial, load_serial};
+    }
+    out[n++] = (MachineDevice){"rtc", m->rtc, save_rtc, load_rtc};
+    out[n++] = (MachineDevice){"i8042", m->kbd, save_i8042, load_i8042};
+    out[n++] = (MachineDevice){"acpi-pm", m->pm, save_acpi_pm, load_acpi_pm};
+    out[n++] = (MachineDevice){"pci-host", m->pci, save_pci_host, load_pci_host};
+    return n;
+}
+
+/*
+ * What the receiving VM must have alike: one "key=value" line per item, so
+ * that a mismatch can be named. Devices by slot, with what the guest sees of
+ * them (their feature bits and configuration size).
+ */
+static char *machine_describe(Machine *m)
+{
+    GString *s = g_string_new(NULL);
+    g_string_append_printf(s, "ram=%" PRIu64 "\ncpus=%u\n", m->cfg.ram_size, m->cfg.ncpus);
+    g_string_append_printf(s, "serial=%s\n", m->serial ? "on" : "off");
+    for (guint i = 0; i < m->virtio->len; i++) {
+        VirtioDevice *vdev = virtio_pci_vdev(g_ptr_array_index(m->virtio, i));
+        g_string_append_printf(s, "device%u=%s features=%#" PRIx64 " config=%u\n", i, vdev->name,
+                               vdev->host_features, vdev->config_size);
+    }
+    return g_string_free(s, FALSE);
+}
+
+static bool machine_compare(void *opaque, const void *cfg, size_t len, GError **error)
+{
+    g_autofree char *ours = machine_describe(opaque);
+    g_autofree char *theirs = g_strndup(cfg, len);
+    g_auto(GStrv) a = g_strsplit(theirs, "\n", -1);
+    g_auto(GStrv) b = g_strsplit(ours, "\n", -1);
+    for (guint i = 0; a[i] || b[i]; i++) {
+        if (!a[i] || !b[i] || strcmp(a[i], b[i]) != 0) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "the saved VM does not match this one: it has '%s', this one '%s'",
+                        a[i] && *a[i] ? a[i] : "(nothing)", b[i] && *b[i] ? b[i] : "(nothing)");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* RAM pages from the stream, checked against this VM's RAM. */
+static bool machine_store_page(void *opaque, uint64_t gpa, const void *data, GError **error)
+{
+    Machine *m = opaque;
+    uint8_t *dst = guest_mem_ptr(m->mem, gpa, MIG_PAGE_SIZE);
+    if (!dst) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "migration stream: RAM page at %#" PRIx64 " is outside this VM's RAM", gpa);
+        return false;
+    }
+    if (data) {
+        memcpy(dst, data, MIG_PAGE_SIZE);
+    } else {
+        memset(dst, 0, MIG_PAGE_SIZE);
+    }
+    return true;
+}
+
+static bool write_section(MigWriter *w, const char *id, GByteArray *b, GError **error)
+{
+    bool ok = mig_write_state(w, id, b->data, b->len, error);
+    g_byte_array_set_size(b, 0);
+    return ok;
+}
+
+bool machine_snapshot_save(Machine *m, int fd, MigStats *stats, GError **error)
+{
+    g_autoptr(MigWriter) w = mig_writer_new(fd);
+    g_autofree char *desc = machine_describe(m);
+    if (!mig_write_header(w, error) || !mig_write_machine(w, desc, strlen(desc), error)) {
+        return false;
+    }
+    for (unsigned r = 0; r < m->mem->nregions; r++) {
+        const GuestRegion *reg = &m->mem->regions[r];
+        for (uint64_t off = 0; off < reg->size; off += MIG_PAGE_SIZE) {
+            if (!mig_write_page(w, reg->gpa + off, reg->hva + off, error)) {
+                return false;
+            }
+        }
+    }
+    g_autoptr(GByteArray) b = g_byte_array_new();
+    if (!vm_state_save(m->kvm, b, error) || !write_section(w, "vm", b, error)) {
+        return false;
+    }
+    for (unsigned i = 0; i < m->cpus->n; i++) {
+        g_autofree char *id = g_strdup_printf("cpu%u", i);
+        if (!vcpu_state_save(m->cpus->cpus[i], b, error) || !write_section(w, id, b, error)) {
+            return false;
+        }
+    }
+    MachineDevice devs[MACHINE_DEVICES_MAX];
+    for (unsigned i = 0, n = machine_devices(m, devs); i < n; i++) {
+        devs[i].save(devs[i].dev, b);
+        if (!write_section(w, devs[i].id, b, error)) {
+            return false;
+        }
+    }
+    for (guint i = 0; i < m->virtio->len; i++) {
+        g_autofree char *id = g_strdup_printf("virtio%u", i);
+        virtio_pci_save(g_ptr_array_index(m->virtio, i), b);
+        if (!write_section(w, id, b, error)) {
+            return false;
+        }
+    }
+    if (!mig_write_end(w, error)) {
+        return false;
+    }
+    if (stats) {
+        *stats = mig_writer_get_stats(w);
+    }
+    return true;
+}
+
+/* The section called id, which a VM like this one always has. */
+static GBytes *section(GHashTable *states, const char *id, GError **error)
+{
+    GBytes *b = g_hash_table_lookup(states, id);
+    if (!b) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "migration stream: section '%s' is missing", id);
+    }
+    return b;
+}
+
+/* A device section loaded through a StateIn cursor. */
+static bool load_device(GHashTable *states, const char *id, void (*load)(void *dev, StateIn *in),
+                        void *dev, GError **error)
+{
+    GBytes *b = section(states, id, error);
+    if (!b) {
+        return false;
+    }
+    gsize len;
+    const void *data = g_bytes_get_data(b, &len);
+    StateIn in;
+    state_in_init(&in, data, len);
+    load(dev, &in);
+    return state_in_finish(&in, id, error);
+}
+
+static bool load_blob(GHashTable *states, const char *id,
+                      bool (*load)(void *obj, const uint8_t *data, size_t len, GError **error),
+                      void *obj, GError **error)
+{
+    GBytes *b = section(states, id, error);
+    if (!b) {
+        return false;
+    }
+    gsize len;
+    const uint8_t *data = g_bytes_get_data(b, &len);
+    return load(obj, data, len, error);
+}
+
+static bool load_vm(void *kvm, const uint8_t *data, size_t len, GError **error)
+{
+    return vm_state_load(kvm, data, len, error);
+}
+
+static bool load_vcpu(void *cpu, const uint8_t *data, size_t len, GError **error)
+{
+    return vcpu_state_load(cpu, data, len, error);
+}
+
+static bool load_virtio(GHashTable *states, const char *id, VirtioPci *vp, GError **error)
+{
+    GBytes *b = section(states, id, error);
+    if (!b) {
+        return false;
+    }
+    gsize len;
+    const void *data = g_bytes_get_data(b, &len);
+    StateIn in;
+    state_in_init(&in, data, len);
+    return virtio_pci_load(vp, &in, error) && state_in_finish(&in, id, error);
+}
+
+bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, GError **error)
+{
+    g_autoptr(MigReader) r = mig_reader_new(fd, machine_store_page, m);
+    g_autoptr(GHashTable) states = mig_read_all(r, machine_compare, m, error);
+    if (!states) {
+        return false;
+    }
+    if (stats) {
+        *stats = mig_reader_get_stats(r);
+    }
+    /* Devices first, then the irqchip, then the vCPUs (their LAPICs). */
+    MachineDevice devs[MACHINE_DEVICES_MAX];
+    for (unsigned i = 0, n = machine_devices(m, devs); i < n; i++) {
+        if (!load_device(states, devs[i].id, devs[i].load, devs[i].dev, error)) {
+            return false;
+        }
+    }
+    for (guint i = 0; i < m->virtio->len; i++) {
+        g_autofree char *id = g_strdup_printf("virtio%u", i);
+        if (!load_virtio(states, id, g_ptr_array_index(m->virtio, i), error)) {
+            return false;
+        }
+    }
+    if (!load_blob(states, "vm", load_vm, m->kvm, error)) {
+        return false;
+    }
+    for (unsigned i = 0; i < m->cpus->n; i++) {
+        g_autofree char *id = g_strdup_printf("cpu%u", i);
+        if (!load_blob(states, id, load_vcpu, m->cpus->cpus[i], error)) {
+            return false;
+        }
+    }
+    return true;
+}

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Where a migration stream goes and comes from, QEMU's URIs: file:PATH,
+ * exec:COMMAND (through /bin/sh, the stream on its stdin or stdout),
+ * unix:PATH and tcp:HOST:PORT (the destination listens, the source
+ * connects). Every descriptor is blocking: the stream code expects that.
+ */
+#include "migration/transport.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* "HOST:PORT" with HOST possibly in brackets ([::1]:4444) or empty. */
+static bool split_host_port(const char *text, char **host, char **port, GError **error)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || !colon[1]) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "'%s': expected HOST:PORT", text);
+        return false;
+    }
+    const char *h = text;
+    size_t hlen = (size_t)(colon - text);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    *host = hlen ? g_strndup(h, hlen) : NULL;
+    *port = g_strdup(colon + 1);
+    return true;
+}
+
+static int inet_socket(const char *addr, bool listening, GError **error)
+{
+    g_autofree char *host = NULL, *port = NULL;
+    if (!split_host_port(addr, &host, &port, error)) {
+        return -1;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = listening ? AI_PASSIVE : 0};
+    struct addrinfo *res;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "tcp:%s: %s", addr, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1;
+        bool ok = listening ? setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+                                  bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1) == 0
+                            : connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+        if (!ok) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        qlite_error_errno(error, err, "tcp:%s", addr);
+    }
+    return fd;
+}
+
+static int unix_socket(const char *path, bool listening, GError **error)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "unix:%s: path too long", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        qlite_error_errno(error, errno, "unix:%s", path);
+        return -1;
+    }
+    if (listening) {
+        unlink(path);
+    }
+    bool ok = listening ? bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 1) == 0
+                        : connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (!ok) {
+        qlite_error_errno(error, errno, "unix:%s", path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* /bin/sh -c command, its stdin (outgoing) or stdout (incoming) a pipe we keep the other end of. */
+static int exec_command(const char *command, bool outgoing, GPid *child, GError **error)
+{
+    const char *argv[] = {"/bin/sh", "-c", command, NULL};
+    int in = -1, out = -1;
+    if (!g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+                                  child, outgoing ? &in : NULL, outgoing ? NULL : &out, NULL,
+                                  error)) {
+        g_prefix_error(error, "exec:%s: ", command);
+        return -1;
+    }
+    return outgoing ? in : out;
+}
+
+static int open_uri(const char *uri, bool outgoing, GPid *child, int *listen_fd, GError **error)
+{
+    *child = 0;
+    *listen_fd = -1;
+    if (g_str_has_prefix(uri, "file:")) {
+        const char *path = uri + 5;
+        int fd = outgoing ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+                          : open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            qlite_error_errno(error, errno, "file:%s", path);
+        }
+        return fd;
+    }
+    if (g_str_has_prefix(uri, "exec:")) {
+        return exec_command(uri + 5, outgoing, child, error);
+    }
+    if (g_str_has_prefix(uri, "unix:") || g_str_has_prefix(uri, "tcp:")) {
+        bool is_unix = uri[0] == 'u';
+        const char *addr = strchr(uri, ':') + 1;
+        int fd =
+            is_unix ? unix_socket(addr, !outgoing, error) : inet_socket(addr, !outgoing, error);
+        if (fd < 0 || outgoing) {
+            return fd;
+        }
+        *listen_fd = fd;
+        return -1; /* the caller accepts on listen_fd */
+    }
+    g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                "invalid migration URI '%s' (file:, exec:, unix: or tcp:)", uri);
+    return -1;
+}
+
+int mig_transport_connect(const char *uri, GPid *child, GError **error)
+{
+    int listen_fd;
+    return open_uri(uri, true, child, &listen_fd, error);
+}
+
+bool mig_transport_listen(const char *uri, MigIncoming *inc, GError **error)
+{
+    inc->fd = open_uri(uri, false, &inc->child, &inc->listen_fd, error);
+    return inc->fd >= 0 || inc->listen_fd >= 0;
+}
+
+int mig_transport_accept(MigIncoming *inc, GError **error)
+{
+    if (inc->listen_fd < 0) {
+        int fd = inc->fd;
+        inc->fd = -1;
+        return fd;
+    }
+    int fd = accept4(inc->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+        qlite_error_errno(error, errno, "accepting the incoming migration");
+    }
+    close(inc->listen_fd);
+    inc->listen_fd = -1;
+    return fd;
+}
+
+bool mig_transport_finish(GPid child, GError **error)
+{
+    if (!child) {
+        return true;
+    }
+    int status;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    g_spawn_close_pid(child);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_FAILED,
+                    "the migration command failed (status %d)",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return false;
+    }
+    return true;
+}

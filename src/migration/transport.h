@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * Migration URIs as QEMU takes them: file:PATH, exec:COMMAND, unix:PATH,
+ * tcp:HOST:PORT. The descriptors are blocking, for migration/stream.h.
+ */
+#include <glib.h>
+#include <stdbool.h>
+
+/* The source side: the descriptor to write the stream to; child is 0 unless exec:. */
+int mig_transport_connect(const char *uri, GPid *child, GError **error);
+
+/* The destination side: set up by listen (a socket listens, a file or command opens). */
+typedef struct MigIncoming {
+    int fd;        /* the stream, once there */
+    int listen_fd; /* unix:, tcp: until accepted */
+    GPid child;    /* exec: */
+} MigIncoming;
+
+bool mig_transport_listen(const char *uri, MigIncoming *inc, GError **error);
+/* Blocks until the stream is there (a socket's sender connected); returns its descriptor. */
+int mig_transport_accept(MigIncoming *inc, GError **error);
+/* Reaps an exec: command; fails when it did not exit with status 0. */
+bool mig_transport_finish(GPid child, GError **error);

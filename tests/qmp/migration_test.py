@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Save and restore of a booted Linux test guest, through QMP as QEMU has it.
+
+The guest runs the selftest's mig_workload (memory rewritten and checked
+every round, a round counter on the console) and then its blk check. The
+source is saved with `migrate` to a file (file: and exec:), ends in
+postmigrate and quits; a new qlite started with `-incoming` carries on:
+the rounds continue after the last one printed before the save, the memory
+check and the clock hold, the disk works, the selftest passes (exit 33).
+Then the refusals: a truncated stream, a corrupted byte and a VM with other
+RAM are refused with their reason and exit status 1, and the guest never runs.
+
+Usage: migration_test.py --vmm QLITE [--log-dir DIR]   (exit 0, 1, 77 skip)
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "boot"))
+sys.path.insert(0, HERE)
+import boot_test  # noqa: E402
+import linux_lifecycle_test as lc  # noqa: E402  Console, Monitor, check
+import qmp_test  # noqa: E402
+
+ROUNDS = 40
+SAVE_AT = 5
+PASS_STATUS = 33
+
+
+def vmm_args(a, tmp, name, disk, seed, extra):
+    console = os.path.join(tmp, name + ".console")
+    append = " ".join(p for p in [
+        "console=ttyS0", boot_test.host_params(), "qlite_selftest.run=1",
+        "qlite_selftest.checks=mig_workload,blk", f"qlite_selftest.mig_rounds={ROUNDS}",
+        f"qlite_selftest.blk_seed={seed}"] if p)
+    return [a.vmm, "-kernel", os.path.join(a.kdir, "vmlinux"), "-m", "256", "-nodefaults",
+            "-display", "none", "-serial", f"file:{console}",
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-drive", f"file={disk},format=raw,if=virtio", "-append", append] + extra, console
+
+
+def save(a, tmp, disk, seed, uri):
+    sock = os.path.join(tmp, "src.sock")
+    args, console = vmm_args(a, tmp, "source", disk, seed,
+                             ["-qmp", f"unix:{sock},server=on,wait=off"])
+    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    con = lc.Console(console)
+    last = None
+    try:
+        mon = lc.Monitor(sock)
+        mon.cmd("migrate-set-capabilities",
+                {"capabilities": [{"capability": "events", "state": True}]})
+        lc.check(con.wait(rf"mig round {SAVE_AT} ", proc=p) is not None,
+                 f"source: the workload reaches round {SAVE_AT}")
+        r = mon.cmd("migrate", {"uri": uri})
+        lc.check("return" in r, f"migrate {uri}: accepted ({r})")
+        done = None
+        for _ in range(3):
+            ev = mon.wait_event("MIGRATION", 120)
+            if ev is None or ev["data"]["status"] in ("completed", "failed"):
+                done = ev
+                break
+        lc.check(done is not None and done["data"]["status"] == "completed",
+                 f"MIGRATION completed ({done})")
+        info = mon.cmd("query-migrate")["return"]
+        ram = info.get("ram", {})
+        lc.check(info.get("status") == "completed" and ram.get("total") == 256 << 20 and
+                 0 < ram.get("normal", 0) and
+                 ram.get("normal", 0) + ram.get("duplicate", 0) >= (256 << 20) // 4096 and
+                 ram.get("transferred", 0) >= ram.get("normal", 0) * 4096,
+                 f"query-migrate: completed, plausible counters ({info})")
+        lc.check(mon.cmd("query-status")["return"]["status"] == "postmigrate",
+                 "the source is in postmigrate")
+        rounds = [int(n) for n in re.findall(r"mig round (\d+) ", con.text())]
+        last = rounds[-1] if rounds else None
+        mon.send('{"execute": "quit"}')
+        lc.check(p.wait(30) == 0, "the source quits with status 0")
+    except (qmp_test.CheckFailed, subprocess.TimeoutExpired) as e:
+        lc.check(False, f"source: {e}")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return last
+
+
+def restore(a, tmp, disk, seed, uri, last):
+    args, console = vmm_args(a, tmp, "dest", disk, seed, ["-incoming", uri])
+    r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=600)
+    con = lc.Console(console).text()
+    rounds = [int(n) for n in re.findall(r"mig round (\d+) ", con)]
+    lc.check(r.returncode == PASS_STATUS, f"-incoming {uri}: the guest finishes its selftest "
+                                          f"(status {r.returncode}, {r.stderr.strip()[-300:]})")
+    lc.check(bool(rounds) and last is not None and rounds[0] == last + 1 and
+             rounds[-1] == ROUNDS,
+             f"the rounds go on from {last} to {ROUNDS} ({rounds[:1]}..{rounds[-1:]})")
+    lc.check("Linux version" not in con, "the destination did not boot the kernel again")
+    lc.check(re.search(r"ok \d+ - mig_workload", con) is not None,
+             "memory intact and the clock monotonic across the save")
+    lc.check(re.search(r"ok \d+ - blk vda: read back", con) is not None,
+             "the disk works after the restore")
+
+
+def refused(a, tmp, disk, seed, state, what, want, extra=()):
+    args, console = vmm_args(a, tmp, "refused", disk, seed, ["-incoming", f"file:{state}"])
+    args += list(extra)
+    r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=120)
+    lc.check(r.returncode == 1 and want in r.stderr and
+             "mig round" not in lc.Console(console).text(),
+             f"{what}: refused with '{want}', the guest never runs ({r.returncode}, "
+             f"{r.stderr.strip()[-200:]})")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--vmm", required=True)
+    ap.add_argument("--log-dir", default=".")
+    a = ap.parse_args()
+    qmp_test.OPTS = argparse.Namespace(verbose=False)
+    if not os.path.exists("/dev/kvm"):
+        print("SKIP: /dev/kvm is missing")
+        return 77
+    a.kdir = boot_test.kernel_dir()
+    if not a.kdir:
+        print("FAIL: the test kernel is not built; run tests/guest/build-kernel.sh")
+        return 1
+    os.makedirs(a.log_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="qlite-migration-") as tmp:
+        disk = os.path.join(tmp, "vda.img")
+        seed = int.from_bytes(os.urandom(3), "little") + 1
+        state = os.path.join(tmp, "vm.state")
+        for uri_out, uri_in in ((f"file:{state}", f"file:{state}"),
+                                (f"exec:cat > {state}", f"exec:cat {state}")):
+            boot_test.write_file(disk, bytes(2 << 20))
+            start = time.monotonic()
+            last = save(a, tmp, disk, seed, uri_out)
+            print(f"# saved to {uri_out} in {time.monotonic() - start:.1f} s, "
+                  f"{os.path.getsize(state) >> 10} KiB")
+            start = time.monotonic()
+            restore(a, tmp, disk, seed, uri_in, last)
+            print(f"# restored from {uri_in} and finished in {time.monotonic() - start:.1f} s")
+        data = open(state, "rb").read()
+        cut = os.path.join(tmp, "cut.state")
+        boot_test.write_file(cut, data[:len(data) // 2])
+        refused(a, tmp, disk, seed, cut, "a truncated stream", "truncated")
+        bad = bytearray(data)
+        bad[len(bad) // 3] ^= 0x40
+        boot_test.write_file(cut, bytes(bad))
+        refused(a, tmp, disk, seed, cut, "a corrupted stream", "checksum mismatch")
+        refused(a, tmp, disk, seed, state, "a VM with other RAM", "does not match",
+                ["-m", "128"])
+        for name in os.listdir(tmp):
+            if name.endswith(".console"):
+                os.replace(os.path.join(tmp, name), os.path.join(a.log_dir, name))
+    return 1 if lc.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
