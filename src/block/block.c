@@ -467,10 +467,7 @@ static void block_rw(BlockBackend *bb, BlockOp op, uint64_t offset, const struct
     r->offset = offset;
     r->cb = cb;
     r->opaque = opaque;
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++) {
-        total += iov[i].iov_len;
-    }
+    size_t total = iov_size(iov, n);
     r->total = r->remaining = total;
     if (total == 0) {
         block_finish(r, 0);

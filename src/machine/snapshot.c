@@ -164,66 +164,31 @@ bool machine_snapshot_save(Machine *m, int fd, MigStats *stats, GError **error)
 }
 
 /* The section called id, which a VM like this one always has. */
-static GBytes *section(GHashTable *states, const char *id, GError **error)
+static bool section(GHashTable *states, const char *id, const uint8_t **data, size_t *len,
+                    GError **error)
 {
     GBytes *b = g_hash_table_lookup(states, id);
     if (!b) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
                     "migration stream: section '%s' is missing", id);
-    }
-    return b;
-}
-
-/* A device section loaded through a StateIn cursor. */
-static bool load_device(GHashTable *states, const char *id, void (*load)(void *dev, StateIn *in),
-                        void *dev, GError **error)
-{
-    GBytes *b = section(states, id, error);
-    if (!b) {
         return false;
     }
-    gsize len;
-    const void *data = g_bytes_get_data(b, &len);
-    StateIn in;
-    state_in_init(&in, data, len);
-    load(dev, &in);
-    return state_in_finish(&in, id, error);
+    gsize n;
+    *data = g_bytes_get_data(b, &n);
+    *len = n;
+    return true;
 }
 
-static bool load_blob(GHashTable *states, const char *id,
-                      bool (*load)(void *obj, const uint8_t *data, size_t len, GError **error),
-                      void *obj, GError **error)
+/* A section read through a StateIn cursor that must end exactly at its end. */
+static bool load_cursor(GHashTable *states, const char *id, StateIn *in, GError **error)
 {
-    GBytes *b = section(states, id, error);
-    if (!b) {
+    const uint8_t *data;
+    size_t len;
+    if (!section(states, id, &data, &len, error)) {
         return false;
     }
-    gsize len;
-    const uint8_t *data = g_bytes_get_data(b, &len);
-    return load(obj, data, len, error);
-}
-
-static bool load_vm(void *kvm, const uint8_t *data, size_t len, GError **error)
-{
-    return vm_state_load(kvm, data, len, error);
-}
-
-static bool load_vcpu(void *cpu, const uint8_t *data, size_t len, GError **error)
-{
-    return vcpu_state_load(cpu, data, len, error);
-}
-
-static bool load_virtio(GHashTable *states, const char *id, VirtioPci *vp, GError **error)
-{
-    GBytes *b = section(states, id, error);
-    if (!b) {
-        return false;
-    }
-    gsize len;
-    const void *data = g_bytes_get_data(b, &len);
-    StateIn in;
-    state_in_init(&in, data, len);
-    return virtio_pci_load(vp, &in, error) && state_in_finish(&in, id, error);
+    state_in_init(in, data, len);
+    return true;
 }
 
 bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, GError **error)
@@ -238,23 +203,33 @@ bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, GError **error)
     }
     /* Devices first, then the irqchip, then the vCPUs (their LAPICs). */
     MachineDevice devs[MACHINE_DEVICES_MAX];
+    StateIn in;
     for (unsigned i = 0, n = machine_devices(m, devs); i < n; i++) {
-        if (!load_device(states, devs[i].id, devs[i].load, devs[i].dev, error)) {
+        if (!load_cursor(states, devs[i].id, &in, error)) {
+            return false;
+        }
+        devs[i].load(devs[i].dev, &in);
+        if (!state_in_finish(&in, devs[i].id, error)) {
             return false;
         }
     }
     for (guint i = 0; i < m->virtio->len; i++) {
         g_autofree char *id = g_strdup_printf("virtio%u", i);
-        if (!load_virtio(states, id, g_ptr_array_index(m->virtio, i), error)) {
+        if (!load_cursor(states, id, &in, error) ||
+            !virtio_pci_load(g_ptr_array_index(m->virtio, i), &in, error) ||
+            !state_in_finish(&in, id, error)) {
             return false;
         }
     }
-    if (!load_blob(states, "vm", load_vm, m->kvm, error)) {
+    const uint8_t *data;
+    size_t len;
+    if (!section(states, "vm", &data, &len, error) || !vm_state_load(m->kvm, data, len, error)) {
         return false;
     }
     for (unsigned i = 0; i < m->cpus->n; i++) {
         g_autofree char *id = g_strdup_printf("cpu%u", i);
-        if (!load_blob(states, id, load_vcpu, m->cpus->cpus[i], error)) {
+        if (!section(states, id, &data, &len, error) ||
+            !vcpu_state_load(m->cpus->cpus[i], data, len, error)) {
             return false;
         }
     }

@@ -315,10 +315,7 @@ static bool net_slirp_attach(NetBackend *nb, GMainContext *ctx, GError **error)
 static bool net_slirp_send(NetBackend *nb, const struct iovec *iov, unsigned iovcnt)
 {
     NetSlirp *ns = (NetSlirp *)nb;
-    size_t len = 0;
-    for (unsigned i = 0; i < iovcnt; i++) {
-        len += iov[i].iov_len;
-    }
+    size_t len = iov_size(iov, iovcnt);
     if (len > NET_MAX_FRAME) {
         return false;
     }

@@ -6,6 +6,7 @@
  */
 #include "virtio/blk.h"
 #include "util/error.h"
+#include "util/iov.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -114,25 +115,6 @@ typedef struct {
 } VirtioBlkReq;
 
 /* ---- request parsing ---- */
-
-/* The part [skip, skip+len) of an iovec array; returns the number of entries in dst. */
-static unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
-                          struct iovec *dst)
-{
-    unsigned out = 0;
-    for (unsigned i = 0; i < n && len > 0; i++) {
-        if (skip >= src[i].iov_len) {
-            skip -= src[i].iov_len;
-            continue;
-        }
-        size_t chunk = MIN(src[i].iov_len - skip, len);
-        dst[out++] =
-            (struct iovec){.iov_base = (uint8_t *)src[i].iov_base + skip, .iov_len = chunk};
-        len -= chunk;
-        skip = 0;
-    }
-    return out;
-}
 
 /* §5.2.6.2: nothing past capacity, written so that no sum overflows. */
 static bool blk_range_ok(VirtioBlk *blk, uint64_t sector, uint64_t nsectors)

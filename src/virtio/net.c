@@ -10,9 +10,11 @@
  */
 #include "virtio/net.h"
 #include "util/error.h"
+#include "util/iov.h"
 
 #include <inttypes.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 /* §5.1.3 */
@@ -87,48 +89,6 @@ typedef enum {
 
 /* ---- frame parsing ---- */
 
-static size_t net_iov_size(const struct iovec *iov, unsigned n)
-{
-    size_t len = 0;
-    for (unsigned i = 0; i < n; i++) {
-        len += iov[i].iov_len;
-    }
-    return len;
-}
-
-/* The bytes of src from offset skip on, as iovecs in dst (room for n); returns how many. */
-static unsigned net_iov_tail(const struct iovec *src, unsigned n, size_t skip, struct iovec *dst)
-{
-    unsigned out = 0;
-    for (unsigned i = 0; i < n; i++) {
-        if (skip >= src[i].iov_len) {
-            skip -= src[i].iov_len;
-            continue;
-        }
-        dst[out++] = (struct iovec){.iov_base = (uint8_t *)src[i].iov_base + skip,
-                                    .iov_len = src[i].iov_len - skip};
-        skip = 0;
-    }
-    return out;
-}
-
-/* Copies len bytes of src from src_off into dst from dst_off; never past the end of dst. */
-static void net_iov_copy(const struct iovec *dst, unsigned dn, size_t dst_off,
-                         const struct iovec *src, unsigned sn, size_t src_off, size_t len)
-{
-    for (unsigned i = 0; i < dn && len > 0; i++) {
-        if (dst_off >= dst[i].iov_len) {
-            dst_off -= dst[i].iov_len;
-            continue;
-        }
-        size_t chunk = MIN(dst[i].iov_len - dst_off, len);
-        iov_to_buf(src, sn, src_off, (uint8_t *)dst[i].iov_base + dst_off, chunk);
-        src_off += chunk;
-        len -= chunk;
-        dst_off = 0;
-    }
-}
-
 /*
  * §5.1.6.2.1 (driver) and §5.1.6.4.1 (device): a header asks only for the
  * offloads negotiated for its direction; anything else could not be honoured.
@@ -164,7 +124,7 @@ static bool net_tx_send(VirtioNet *n, const VirtQueueElement *elem, NetVnetHdr *
         hdr->num_buffers = 0;
         iov[cnt++] = (struct iovec){.iov_base = hdr, .iov_len = sizeof(*hdr)};
     }
-    cnt += net_iov_tail(elem->out_sg, elem->out_num, sizeof(*hdr), iov + cnt);
+    cnt += iov_slice(elem->out_sg, elem->out_num, sizeof(*hdr), SIZE_MAX, iov + cnt);
     return net_backend_send(n->backend, iov, cnt);
 }
 
@@ -382,7 +342,7 @@ static void net_rx_fill(VirtQueue *vq, NetVnetHdr *hdr, const struct iovec *iov,
             off = iov_from_buf(e->in_sg, e->in_num, 0, hdr, sizeof(*hdr));
         }
         size_t chunk = MIN(e->in_len - off, len - done);
-        net_iov_copy(e->in_sg, e->in_num, off, iov, iovcnt, skip + done, chunk);
+        iov_copy_iov(e->in_sg, e->in_num, off, iov, iovcnt, skip + done, chunk);
         done += chunk;
         used[i] = (uint32_t)(off + chunk);
     }
@@ -399,7 +359,7 @@ static bool net_receive(void *opaque, const struct iovec *iov, unsigned iovcnt)
         return false;
     }
     size_t skip = n->backend->vnet_hdr ? sizeof(NetVnetHdr) : 0;
-    size_t total = net_iov_size(iov, iovcnt);
+    size_t total = iov_size(iov, iovcnt);
     NetVnetHdr hdr;
     if (total < skip + NET_ETH_HLEN || total - skip > NET_MAX_FRAME ||
         !net_rx_hdr(n, iov, iovcnt, &hdr)) {
