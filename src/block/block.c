@@ -55,6 +55,7 @@ struct BlockBackend {
     io_context_t ctx;
     int evfd;
     bool fdsync_unsupported; /* the kernel refused IOCB_CMD_FDSYNC once */
+    bool owned;              /* holding the image lock (block_set_owned) */
     unsigned in_flight;
     unsigned plugged;
     GQueue pending; /* BlockRequest * not yet accepted by io_submit */
@@ -153,6 +154,31 @@ static bool block_lock(int fd, const char *path, bool readonly, GError **error)
     return false;
 }
 
+bool block_set_owned(BlockBackend *bb, bool owned, GError **error)
+{
+    g_assert(bb->in_flight == 0);
+    if (owned == bb->owned) {
+        return true;
+    }
+    if (owned) {
+        if (!block_lock(bb->fd, bb->path, bb->readonly, error)) {
+            return false;
+        }
+    } else {
+        if (!bb->readonly && fdatasync(bb->fd) < 0) {
+            qlite_error_errno(error, errno, "cannot flush image '%s'", bb->path);
+            return false;
+        }
+        struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+        if (fcntl(bb->fd, F_OFD_SETLK, &fl) < 0) {
+            qlite_error_errno(error, errno, "cannot unlock image '%s'", bb->path);
+            return false;
+        }
+    }
+    bb->owned = owned;
+    return true;
+}
+
 BlockBackend *block_open(const DriveConfig *cfg, GError **error)
 {
     if (!cfg->file || !cfg->file[0]) {
@@ -199,7 +225,7 @@ BlockBackend *block_open(const DriveConfig *cfg, GError **error)
         return NULL;
     }
     if (!block_get_length(bb->fd, cfg->file, &bb->length, error) ||
-        !block_lock(bb->fd, cfg->file, cfg->readonly, error)) {
+        (!cfg->inactive && !block_set_owned(bb, true, error))) {
         return NULL;
     }
     int rc = io_setup(BLOCK_AIO_DEPTH, &bb->ctx);

@@ -37,6 +37,12 @@ typedef struct DriveConfig {
     bool readonly;
     BlockCacheMode cache;
     char *serial; /* virtio-blk GET_ID, up to 20 bytes used */
+    /*
+     * Opened for an incoming migration: the source still owns the image, so
+     * no lock is taken until block_set_owned(bb, true), as QEMU's inactive
+     * images. Set by the machine, not an option.
+     */
+    bool inactive;
 } DriveConfig;
 
 /* What a cache mode means, in QEMU's query-block terms. */
@@ -62,6 +68,13 @@ typedef void BlockCompletionFunc(void *opaque, int ret);
  * (write lock read-write, read lock read-only) against other openers.
  */
 BlockBackend *block_open(const DriveConfig *cfg, GError **error);
+/*
+ * Migration hands an image over between two processes: owned = false
+ * writes what the host caches to the image (fdatasync) and releases the
+ * lock; owned = true takes it (back), failing when another process has it.
+ * No request may be in flight.
+ */
+bool block_set_owned(BlockBackend *bb, bool owned, GError **error);
 /* Drains in-flight requests, releases the lock, closes the image. */
 void block_close(BlockBackend *bb);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BlockBackend, block_close)

@@ -64,8 +64,7 @@ static bool kvm_open(Kvm *kvm, GError **error)
     int version = ioctl(kvm->sys_fd, KVM_GET_API_VERSION, 0);
     if (version != KVM_API_VERSION) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_MISSING,
-                    "/dev/kvm speaks KVM API version %d, qlite needs %d", version,
-                    KVM_API_VERSION);
+                    "/dev/kvm speaks KVM API version %d, qlite needs %d", version, KVM_API_VERSION);
         return false;
     }
     for (size_t i = 0; i < G_N_ELEMENTS(kvm_required_caps); i++) {
@@ -80,8 +79,8 @@ static bool kvm_open(Kvm *kvm, GError **error)
         qlite_error_errno(error, errno, "KVM_GET_VCPU_MMAP_SIZE");
         return false;
     }
-    kvm->supported_cpuid =
-        g_malloc0(sizeof(struct kvm_cpuid2) + KVM_CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2));
+    kvm->supported_cpuid = g_malloc0(sizeof(struct kvm_cpuid2) +
+                                     KVM_CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2));
     kvm->supported_cpuid->nent = KVM_CPUID_MAX_ENTRIES;
     if (ioctl(kvm->sys_fd, KVM_GET_SUPPORTED_CPUID, kvm->supported_cpuid) < 0) {
         qlite_error_errno(error, errno, "KVM_GET_SUPPORTED_CPUID");
@@ -165,11 +164,12 @@ void kvm_free(Kvm *kvm)
     g_free(kvm);
 }
 
-bool kvm_map_ram(Kvm *kvm, GuestMem *mem, GError **error)
+static bool kvm_set_slots(Kvm *kvm, GuestMem *mem, uint32_t flags, GError **error)
 {
     for (unsigned i = 0; i < mem->nregions; i++) {
         struct kvm_userspace_memory_region r = {
             .slot = i,
+            .flags = flags,
             .guest_phys_addr = mem->regions[i].gpa,
             .memory_size = mem->regions[i].size,
             .userspace_addr = (uintptr_t)mem->regions[i].hva,
@@ -177,6 +177,39 @@ bool kvm_map_ram(Kvm *kvm, GuestMem *mem, GError **error)
         if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
             qlite_error_errno(error, errno, "KVM_SET_USER_MEMORY_REGION slot %u", i);
             return false;
+        }
+    }
+    return true;
+}
+
+bool kvm_map_ram(Kvm *kvm, GuestMem *mem, GError **error)
+{
+    return kvm_set_slots(kvm, mem, 0, error);
+}
+
+bool kvm_dirty_log_set(Kvm *kvm, GuestMem *mem, bool on, GError **error)
+{
+    return kvm_set_slots(kvm, mem, on ? KVM_MEM_LOG_DIRTY_PAGES : 0, error);
+}
+
+bool kvm_dirty_log_get(Kvm *kvm, GuestMem *mem, unsigned long *bitmap, GError **error)
+{
+    for (unsigned i = 0; i < mem->nregions; i++) {
+        const GuestRegion *r = &mem->regions[i];
+        uint64_t pages = r->size / GUEST_PAGE_SIZE;
+        /* KVM writes whole 64-bit words. */
+        g_autofree uint64_t *log = g_new0(uint64_t, (pages + 63) / 64);
+        struct kvm_dirty_log d = {.slot = i, .dirty_bitmap = log};
+        if (ioctl(kvm->vm_fd, KVM_GET_DIRTY_LOG, &d) < 0) {
+            qlite_error_errno(error, errno, "KVM_GET_DIRTY_LOG slot %u", i);
+            return false;
+        }
+        uint64_t first = (uint64_t)(r->hva - mem->base) / GUEST_PAGE_SIZE;
+        for (uint64_t w = 0; w < (pages + 63) / 64; w++) {
+            for (uint64_t bits = log[w]; bits; bits &= bits - 1) {
+                uint64_t p = first + w * 64 + (uint64_t)__builtin_ctzll(bits);
+                bitmap[p / GUEST_BITS_PER_LONG] |= 1UL << (p % GUEST_BITS_PER_LONG);
+            }
         }
     }
     return true;
@@ -273,8 +306,8 @@ bool kvm_msi_gsi_alloc(Kvm *kvm, unsigned *gsi, GError **error)
     }
     kvm->msi_routes = g_renew(struct kvm_irq_routing_entry, kvm->msi_routes, kvm->nmsi_routes + 1);
     /* Type 0: no route yet; added once the guest programs the vector. */
-    kvm->msi_routes[kvm->nmsi_routes] = (struct kvm_irq_routing_entry){
-        .gsi = KVM_MSI_GSI_BASE + kvm->nmsi_routes};
+    kvm->msi_routes[kvm->nmsi_routes] =
+        (struct kvm_irq_routing_entry){.gsi = KVM_MSI_GSI_BASE + kvm->nmsi_routes};
     *gsi = KVM_MSI_GSI_BASE + kvm->nmsi_routes++;
     g_mutex_unlock(&kvm->routes_lock);
     return true;
@@ -289,11 +322,11 @@ bool kvm_msi_route_set(Kvm *kvm, unsigned gsi, uint64_t addr, uint32_t data, GEr
         return false;
     }
     struct kvm_irq_routing_entry *e = &kvm->msi_routes[gsi - KVM_MSI_GSI_BASE];
-    struct kvm_irq_routing_entry ne = {
-        .gsi = gsi,
-        .type = KVM_IRQ_ROUTING_MSI,
-        .u.msi = {.address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
-                  .data = data}};
+    struct kvm_irq_routing_entry ne = {.gsi = gsi,
+                                       .type = KVM_IRQ_ROUTING_MSI,
+                                       .u.msi = {.address_lo = (uint32_t)addr,
+                                                 .address_hi = (uint32_t)(addr >> 32),
+                                                 .data = data}};
     bool ok = true;
     if (memcmp(e, &ne, sizeof(ne)) != 0) {
         *e = ne;
@@ -305,8 +338,8 @@ bool kvm_msi_route_set(Kvm *kvm, unsigned gsi, uint64_t addr, uint32_t data, GEr
 
 bool kvm_irqfd(Kvm *kvm, int fd, unsigned gsi, bool assign, GError **error)
 {
-    struct kvm_irqfd req = {.fd = (uint32_t)fd, .gsi = gsi,
-                            .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
+    struct kvm_irqfd req = {
+        .fd = (uint32_t)fd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
     if (ioctl(kvm->vm_fd, KVM_IRQFD, &req) < 0) {
         qlite_error_errno(error, errno, "KVM_IRQFD gsi %u", gsi);
         return false;

@@ -30,14 +30,21 @@ typedef struct Kvm {
 } Kvm;
 
 /* GSIs 0-23 are the IOAPIC pins (0-15 also the PICs); MSI routes start above. */
-#define KVM_IOAPIC_PINS   24
-#define KVM_MSI_GSI_BASE  KVM_IOAPIC_PINS
+#define KVM_IOAPIC_PINS  24
+#define KVM_MSI_GSI_BASE KVM_IOAPIC_PINS
 
 Kvm *kvm_new(GError **error);
 void kvm_free(Kvm *kvm);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Kvm, kvm_free)
 
 bool kvm_map_ram(Kvm *kvm, GuestMem *mem, GError **error);
+/*
+ * KVM's dirty page log on every RAM slot, for live migration: turned on,
+ * KVM records the pages vCPUs write; get moves them (ORed, then cleared in
+ * KVM) into a bitmap of guest_mem_pages(mem) bits indexed like the memfd.
+ */
+bool kvm_dirty_log_set(Kvm *kvm, GuestMem *mem, bool on, GError **error);
+bool kvm_dirty_log_get(Kvm *kvm, GuestMem *mem, unsigned long *bitmap, GError **error);
 /* Drive an ISA/IOAPIC interrupt line of the in-kernel irqchip. */
 bool kvm_irq_line(Kvm *kvm, unsigned irq, bool level);
 /*

@@ -72,15 +72,20 @@ struct Machine {
     int mig_status; /* MigStatus */
     gint64 mig_start_us, mig_setup_ms, mig_total_ms, mig_downtime_ms;
     MigStats mig_stats;
+    uint64_t mig_remaining;    /* bytes of RAM still to send (dirty pages) */
+    uint64_t mig_passes;       /* syncs of the dirty log (dirty-sync-count) */
+    uint64_t mig_dirty_rate;   /* pages/s dirtied during the last pass */
+    int64_t mig_expected_down; /* ms, at the current bandwidth */
+    gint64 mig_stop_us;        /* when the source stopped the VM for the last pass */
     GThread *mig_thread;
     int mig_fd;      /* the stream, for migrate_cancel to shut down */
     gint mig_cancel; /* migrate_cancel was asked */
     char *mig_uri;
 
     GSource *signal_sources[3];
-    gint ending;      /* set once: the VM is on its way out */
-    int exit_status;  /* valid once ending */
-    gint resetting;   /* a reset is queued on the main loop */
+    gint ending;     /* set once: the VM is on its way out */
+    int exit_status; /* valid once ending */
+    gint resetting;  /* a reset is queued on the main loop */
 };
 
 /*
@@ -105,5 +110,12 @@ bool machine_migrate(Machine *m, const char *uri, GError **error);
 bool machine_migrate_incoming(Machine *m, const char *uri, GError **error);
 void machine_migrate_cancel(Machine *m);
 void machine_query_migrate(Machine *m, QmpMigrateInfo *info);
+/*
+ * Image locks between the two sides of a migration: own = false flushes and
+ * releases them (the source, at the switch), own = true takes them (the
+ * destination once the state is in, or the source again when the
+ * migration failed or cont follows it). Devices paused or not yet live.
+ */
+bool machine_handover(Machine *m, bool own, GError **error);
 /* At start with -incoming URI (not defer): listen now, receive on a thread. */
 bool machine_start_incoming(Machine *m, GError **error);

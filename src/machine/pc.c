@@ -16,7 +16,7 @@
 
 #define PIO_SPACE_SIZE 0x10000
 
-static const char *const run_state_names[] = {"prelaunch",      "running",     "paused",
+static const char *const run_state_names[] = {"prelaunch",      "running",        "paused",
                                               "shutdown",       "internal-error", "inmigrate",
                                               "finish-migrate", "postmigrate"};
 
@@ -304,8 +304,7 @@ static void virtio_pci_free_cb(gpointer p)
 /* Puts a virtio device on the PCI bus behind its own virtio-pci function. */
 static bool machine_plug_virtio(Machine *m, VirtioDevice *vdev, GError **error)
 {
-    VirtioPci *vp =
-        virtio_pci_new(vdev, &machine_virtio_host_ops, m, &machine_msi_ops, m, error);
+    VirtioPci *vp = virtio_pci_new(vdev, &machine_virtio_host_ops, m, &machine_msi_ops, m, error);
     if (!vp) {
         return false;
     }
@@ -321,10 +320,12 @@ static bool machine_add_pci(Machine *m, GError **error)
     }
     m->virtio = g_ptr_array_new_with_free_func(virtio_pci_free_cb);
     for (guint i = 0; m->cfg.disks && i < m->cfg.disks->len; i++) {
-        const DriveConfig *d = g_ptr_array_index(m->cfg.disks, i);
-        VirtioDevice *vdev = virtio_blk_new(d, m->mem, error);
+        DriveConfig d = *(const DriveConfig *)g_ptr_array_index(m->cfg.disks, i);
+        /* An incoming VM takes its images over only once the migration is done. */
+        d.inactive = m->cfg.incoming != NULL;
+        VirtioDevice *vdev = virtio_blk_new(&d, m->mem, error);
         if (!vdev) {
-            g_prefix_error(error, "-drive %s: ", d->file);
+            g_prefix_error(error, "-drive %s: ", d.file);
             return false;
         }
         if (!machine_plug_virtio(m, vdev, error)) {
@@ -437,7 +438,14 @@ static bool qmp_cont(void *opaque, GError **error)
                     "Resetting the Virtual Machine is required");
         return false;
     }
+    /* After a migration (either side), the images may belong to this VM again only now. */
+    int st = g_atomic_int_get(&m->runstate);
+    if ((st == RUN_STATE_PAUSED || st == RUN_STATE_POSTMIGRATE) &&
+        !machine_handover(m, true, error)) {
+        return false;
+    }
     if (g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PAUSED, RUN_STATE_RUNNING) ||
+        g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_POSTMIGRATE, RUN_STATE_RUNNING) ||
         g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_PRELAUNCH, RUN_STATE_RUNNING)) {
         qmp_server_event(m->qmp, "RESUME", NULL);
         machine_vm_resume(m);
@@ -585,8 +593,8 @@ static bool machine_add_devices(Machine *m, GError **error)
     static const AcpiPmOps pm_ops = {.poweroff = machine_poweroff, .set_sci = machine_set_sci};
     m->pm = acpi_pm_new(&pm_ops, m);
     if (!bus_register(m->pio, RTC_BASE, 2, &rtc_bus_ops, m->rtc, "rtc", error) ||
-        !bus_register(m->pio, I8042_DATA_PORT, I8042_CMD_PORT - I8042_DATA_PORT + 1,
-                      &i8042_bus_ops, m->kbd, "i8042", error) ||
+        !bus_register(m->pio, I8042_DATA_PORT, I8042_CMD_PORT - I8042_DATA_PORT + 1, &i8042_bus_ops,
+                      m->kbd, "i8042", error) ||
         !bus_register(m->pio, ACPI_PM_BASE, ACPI_PM_LEN, &acpi_pm_bus_ops, m->pm, "acpi-pm",
                       error)) {
         return false;
@@ -647,8 +655,10 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
         return NULL;
     }
 
-    AcpiConfig acfg = {.ncpus = cfg->ncpus, .pm1a_evt_blk = ACPI_PM1_EVT_BLK,
-                       .pm1a_cnt_blk = ACPI_PM1_CNT_BLK, .sci_irq = ACPI_SCI_IRQ,
+    AcpiConfig acfg = {.ncpus = cfg->ncpus,
+                       .pm1a_evt_blk = ACPI_PM1_EVT_BLK,
+                       .pm1a_cnt_blk = ACPI_PM1_CNT_BLK,
+                       .sci_irq = ACPI_SCI_IRQ,
                        .pci_slots = 1 + m->virtio->len};
     m->acpi_size = acpi_build(m->acpi, sizeof(m->acpi), ACPI_TABLES_BASE, &acfg, &m->rsdp);
     if (!m->acpi_size) {
@@ -686,7 +696,8 @@ int machine_run(Machine *m)
     }
     if (m->serial_chr) {
         ChardevFrontend fe = {.can_receive = serial_fe_can_receive,
-                              .receive = serial_fe_receive, .opaque = m->serial};
+                              .receive = serial_fe_receive,
+                              .opaque = m->serial};
         chardev_set_frontend(m->serial_chr, &fe);
     }
     g_autoptr(GError) err = NULL;
@@ -713,7 +724,7 @@ void machine_free(Machine *m)
         g_thread_join(m->mig_thread);
     }
     qmp_server_free(m->qmp); /* no command may reach a machine being torn down */
-    cpus_free(m->cpus); /* joins the vCPU threads before their devices go */
+    cpus_free(m->cpus);      /* joins the vCPU threads before their devices go */
     if (m->virtio) {
         g_ptr_array_unref(m->virtio); /* stops the device threads */
     }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The whole VM as a migration stream (docs/migration.md): its configuration,
- * guest RAM page by page, then one state section per component, and the end
- * marker. Saving needs a stopped VM (vCPUs parked, devices quiesced);
+ * guest RAM page by page (migration.c sends the pages, as often as they
+ * change), then one state section per component, and the end marker. The
+ * state sections need a stopped VM (vCPUs parked, devices quiesced);
  * loading happens in a machine built from the same command line whose vCPUs
  * have not run, and changes nothing that runs the guest until the whole
  * stream, end marker included, has been read and checked.
@@ -115,22 +116,19 @@ static bool write_section(MigWriter *w, const char *id, GByteArray *b, GError **
     return ok;
 }
 
-bool machine_snapshot_save(Machine *m, int fd, MigStats *stats, GError **error)
+bool machine_save_begin(Machine *m, MigWriter *w, GError **error)
 {
-    g_autoptr(MigWriter) w = mig_writer_new(fd);
     g_autofree char *desc = machine_describe(m);
-    if (!mig_write_header(w, error) || !mig_write_machine(w, desc, strlen(desc), error)) {
+    return mig_write_header(w, error) && mig_write_machine(w, desc, strlen(desc), error);
+}
+
+bool machine_save_finish(Machine *m, MigWriter *w, bool running, GError **error)
+{
+    g_autoptr(GByteArray) b = g_byte_array_new();
+    state_put_bool(b, running);
+    if (!write_section(w, "runstate", b, error)) {
         return false;
     }
-    for (unsigned r = 0; r < m->mem->nregions; r++) {
-        const GuestRegion *reg = &m->mem->regions[r];
-        for (uint64_t off = 0; off < reg->size; off += MIG_PAGE_SIZE) {
-            if (!mig_write_page(w, reg->gpa + off, reg->hva + off, error)) {
-                return false;
-            }
-        }
-    }
-    g_autoptr(GByteArray) b = g_byte_array_new();
     if (!vm_state_save(m->kvm, b, error) || !write_section(w, "vm", b, error)) {
         return false;
     }
@@ -154,13 +152,7 @@ bool machine_snapshot_save(Machine *m, int fd, MigStats *stats, GError **error)
             return false;
         }
     }
-    if (!mig_write_end(w, error)) {
-        return false;
-    }
-    if (stats) {
-        *stats = mig_writer_get_stats(w);
-    }
-    return true;
+    return mig_write_end(w, error);
 }
 
 /* The section called id, which a VM like this one always has. */
@@ -191,7 +183,7 @@ static bool load_cursor(GHashTable *states, const char *id, StateIn *in, GError 
     return true;
 }
 
-bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, GError **error)
+bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, bool *running, GError **error)
 {
     g_autoptr(MigReader) r = mig_reader_new(fd, machine_store_page, m);
     g_autoptr(GHashTable) states = mig_read_all(r, machine_compare, m, error);
@@ -201,9 +193,16 @@ bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, GError **error)
     if (stats) {
         *stats = mig_reader_get_stats(r);
     }
+    StateIn in;
+    if (!load_cursor(states, "runstate", &in, error)) {
+        return false;
+    }
+    *running = state_get_bool(&in);
+    if (!state_in_finish(&in, "runstate", error)) {
+        return false;
+    }
     /* Devices first, then the irqchip, then the vCPUs (their LAPICs). */
     MachineDevice devs[MACHINE_DEVICES_MAX];
-    StateIn in;
     for (unsigned i = 0, n = machine_devices(m, devs); i < n; i++) {
         if (!load_cursor(states, devs[i].id, &in, error)) {
             return false;

@@ -8,10 +8,16 @@
 #include <glib.h>
 #include <stdbool.h>
 
-/* The VM must be stopped: vCPUs parked, devices quiesced. stats may be NULL. */
-bool machine_snapshot_save(Machine *m, int fd, MigStats *stats, GError **error);
+/* A stream's start: the header and this machine's configuration. RAM pages follow. */
+bool machine_save_begin(Machine *m, MigWriter *w, GError **error);
+/*
+ * With the VM stopped (vCPUs parked, devices quiesced): every state section,
+ * then the end marker. running says whether the VM ran before the migration
+ * stopped it; the receiving side runs it only then.
+ */
+bool machine_save_finish(Machine *m, MigWriter *w, bool running, GError **error);
 /*
  * Into a machine made from the same command line whose vCPUs have not run.
- * On failure the machine holds partial state and must not run.
+ * On failure the machine holds partial state and must not run. stats may be NULL.
  */
-bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, GError **error);
+bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, bool *running, GError **error);

@@ -41,8 +41,8 @@ GuestMem *guest_mem_new(uint64_t size, uint64_t lowmem_limit, GError **error)
     uint64_t low = MIN(size, lowmem_limit);
     mem->regions[mem->nregions++] = (GuestRegion){.gpa = 0, .size = low, .hva = mem->base};
     if (size > low) {
-        mem->regions[mem->nregions++] = (GuestRegion){
-            .gpa = GUEST_MEM_HIGH_BASE, .size = size - low, .hva = mem->base + low};
+        mem->regions[mem->nregions++] =
+            (GuestRegion){.gpa = GUEST_MEM_HIGH_BASE, .size = size - low, .hva = mem->base + low};
     }
     return g_steal_pointer(&mem);
 }
@@ -58,6 +58,7 @@ void guest_mem_free(GuestMem *mem)
     if (mem->fd >= 0) {
         close(mem->fd);
     }
+    g_free(mem->dirty);
     g_free(mem);
 }
 
@@ -80,6 +81,7 @@ bool guest_mem_write(GuestMem *mem, uint64_t gpa, const void *src, uint64_t len)
         return false;
     }
     memcpy(p, src, len);
+    guest_mem_mark_dirty(mem, p, len);
     return true;
 }
 
@@ -100,10 +102,70 @@ uint64_t guest_mem_low_end(const GuestMem *mem)
 
 bool guest_mem_clear(GuestMem *mem, GError **error)
 {
-    if (fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)mem->size) <
-        0) {
+    if (fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)mem->size) < 0) {
         qlite_error_errno(error, errno, "cannot clear guest RAM");
         return false;
     }
+    guest_mem_mark_dirty(mem, mem->base, mem->size);
     return true;
+}
+
+uint64_t guest_mem_page_gpa(const GuestMem *mem, uint64_t page)
+{
+    const uint8_t *hva = mem->base + page * GUEST_PAGE_SIZE;
+    for (unsigned i = 0; i < mem->nregions; i++) {
+        const GuestRegion *r = &mem->regions[i];
+        if (hva >= r->hva && (uint64_t)(hva - r->hva) < r->size) {
+            return r->gpa + (uint64_t)(hva - r->hva);
+        }
+    }
+    g_assert_not_reached();
+}
+
+static size_t dirty_words(const GuestMem *mem)
+{
+    return (guest_mem_pages(mem) + GUEST_BITS_PER_LONG - 1) / GUEST_BITS_PER_LONG;
+}
+
+void guest_mem_dirty_start(GuestMem *mem)
+{
+    if (!mem->dirty) {
+        mem->dirty = g_new0(unsigned long, dirty_words(mem));
+    }
+    for (size_t i = 0; i < dirty_words(mem); i++) {
+        __atomic_store_n(&mem->dirty[i], 0, __ATOMIC_RELAXED);
+    }
+    /* Bits cleared before anyone sees tracking on. */
+    g_atomic_int_set(&mem->dirty_on, 1);
+}
+
+void guest_mem_dirty_stop(GuestMem *mem)
+{
+    g_atomic_int_set(&mem->dirty_on, 0);
+}
+
+void guest_mem_dirty_collect(GuestMem *mem, unsigned long *bitmap)
+{
+    if (!mem->dirty) {
+        return;
+    }
+    for (size_t i = 0; i < dirty_words(mem); i++) {
+        if (__atomic_load_n(&mem->dirty[i], __ATOMIC_RELAXED)) {
+            bitmap[i] |= __atomic_exchange_n(&mem->dirty[i], 0, __ATOMIC_ACQ_REL);
+        }
+    }
+}
+
+void guest_mem_mark_dirty(GuestMem *mem, const void *hva, uint64_t len)
+{
+    /* Acquire pairs with the set in start: the bitmap exists and is cleared. */
+    if (!len || !g_atomic_int_get(&mem->dirty_on)) {
+        return;
+    }
+    uint64_t first = (uint64_t)((const uint8_t *)hva - mem->base) / GUEST_PAGE_SIZE;
+    uint64_t last = (uint64_t)((const uint8_t *)hva - mem->base + len - 1) / GUEST_PAGE_SIZE;
+    for (uint64_t p = first; p <= last; p++) {
+        __atomic_fetch_or(&mem->dirty[p / GUEST_BITS_PER_LONG], 1UL << (p % GUEST_BITS_PER_LONG),
+                          __ATOMIC_RELEASE);
+    }
 }

@@ -15,10 +15,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define QMP_MAX_TEXT  (64 << 20) /* QEMU's token limit */
-#define QMP_MAX_DEPTH 1024
-#define QMP_OUT_HIGH  (64 << 10) /* unread replies beyond which a client's input waits */
-#define QMP_VERSION_MAJOR 7      /* the QEMU release whose protocol we match */
+#define QMP_MAX_TEXT      (64 << 20) /* QEMU's token limit */
+#define QMP_MAX_DEPTH     1024
+#define QMP_OUT_HIGH      (64 << 10) /* unread replies beyond which a client's input waits */
+#define QMP_VERSION_MAJOR 7          /* the QEMU release whose protocol we match */
 #define QMP_VERSION_MINOR 2
 #define QMP_VERSION_MICRO 0
 
@@ -128,7 +128,7 @@ typedef struct {
     GString *out;
     QmpFramer *framer;
     bool negotiated;
-    bool oob; /* the client enabled the oob capability */
+    bool oob;     /* the client enabled the oob capability */
     bool closing; /* close once the output is flushed */
 } QmpClient;
 
@@ -198,7 +198,6 @@ static JsonNode *qmp_return(JsonNode *value)
     json_object_set_member(o, "return", value ? value : object_node(json_object_new()));
     return object_node(o);
 }
-
 
 /* ---- events ---- */
 
@@ -362,8 +361,8 @@ static JsonNode *cmd_query_block(QmpServer *s, JsonObject *args)
         json_object_set_int_member(ins, "backing_file_depth", 0);
         json_object_set_string_member(ins, "drv", "raw");
         json_object_set_boolean_member(ins, "encrypted", FALSE);
-        static const char *const limits[] = {"iops_rd", "iops_wr", "iops", "bps_wr", "bps",
-                                             "bps_rd", "write_threshold"};
+        static const char *const limits[] = {"iops_rd", "iops_wr", "iops",           "bps_wr",
+                                             "bps",     "bps_rd",  "write_threshold"};
         for (size_t k = 0; k < G_N_ELEMENTS(limits); k++) {
             json_object_set_int_member(ins, limits[k], 0);
         }
@@ -436,7 +435,8 @@ static JsonNode *string_return(const char *text)
  */
 static JsonNode *cmd_hmp(QmpServer *s, JsonObject *args)
 {
-    g_autofree char *line = g_strstrip(g_strdup(json_object_get_string_member(args, "command-line")));
+    g_autofree char *line =
+        g_strstrip(g_strdup(json_object_get_string_member(args, "command-line")));
     if (!*line) {
         return string_return("");
     }
@@ -450,9 +450,9 @@ static JsonNode *cmd_hmp(QmpServer *s, JsonObject *args)
         return string_return(text);
     }
     if (strcmp(line, "info version") == 0) {
-        g_autofree char *text = g_strdup_printf("%d.%d.%d%s\r\n", QMP_VERSION_MAJOR,
-                                                QMP_VERSION_MINOR, QMP_VERSION_MICRO,
-                                                "qlite " QLITE_VERSION);
+        g_autofree char *text =
+            g_strdup_printf("%d.%d.%d%s\r\n", QMP_VERSION_MAJOR, QMP_VERSION_MINOR,
+                            QMP_VERSION_MICRO, "qlite " QLITE_VERSION);
         return string_return(text);
     }
     if (strcmp(line, "stop") == 0) {
@@ -511,6 +511,8 @@ static JsonNode *cmd_query_migrate(QmpServer *s, JsonObject *args)
         json_object_set_int_member(o, "total-time", info.total_time);
         if (strcmp(info.status, "completed") == 0) {
             json_object_set_int_member(o, "downtime", info.downtime);
+        } else if (strcmp(info.status, "active") == 0) {
+            json_object_set_int_member(o, "expected-downtime", info.expected_downtime);
         }
         JsonObject *ram = json_object_new();
         json_object_set_int_member(ram, "transferred", (gint64)info.transferred);
@@ -520,7 +522,9 @@ static JsonNode *cmd_query_migrate(QmpServer *s, JsonObject *args)
         json_object_set_int_member(ram, "normal", (gint64)info.normal);
         json_object_set_int_member(ram, "normal-bytes", (gint64)info.normal_bytes);
         json_object_set_double_member(ram, "mbps", info.mbps);
-        json_object_set_int_member(ram, "dirty-sync-count", 1);
+        json_object_set_int_member(ram, "dirty-pages-rate", (gint64)info.dirty_pages_rate);
+        json_object_set_int_member(ram, "dirty-sync-count", (gint64)info.dirty_sync_count);
+        json_object_set_int_member(ram, "page-size", 4096);
         json_object_set_object_member(o, "ram", ram);
     }
     return qmp_return(object_node(o));
@@ -535,12 +539,30 @@ void qmp_server_migration_event(QmpServer *s, const char *status)
     }
 }
 
+void qmp_server_migration_pass_event(QmpServer *s, uint64_t pass)
+{
+    if (s && g_atomic_int_get(&s->mig_events)) {
+        JsonObject *o = json_object_new();
+        json_object_set_int_member(o, "pass", (gint64)pass);
+        qmp_server_event(s, "MIGRATION_PASS", object_node(o));
+    }
+}
+
+void qmp_server_migration_params(QmpServer *s, int64_t *downtime_limit, int64_t *max_bandwidth)
+{
+    *downtime_limit =
+        s ? __atomic_load_n(&s->downtime_limit, __ATOMIC_RELAXED) : QMP_DEFAULT_DOWNTIME_LIMIT;
+    *max_bandwidth =
+        s ? __atomic_load_n(&s->max_bandwidth, __ATOMIC_RELAXED) : QMP_DEFAULT_MAX_BANDWIDTH;
+}
+
 /* migrate-set-capabilities: "events" is the one qlite has; others are refused. */
 static JsonNode *cmd_migrate_set_capabilities(QmpServer *s, JsonObject *args)
 {
     JsonNode *list = json_object_get_member(args, "capabilities");
     if (!list || !JSON_NODE_HOLDS_ARRAY(list)) {
-        return qmp_error("GenericError", "Invalid parameter type for 'capabilities', expected: array");
+        return qmp_error("GenericError",
+                         "Invalid parameter type for 'capabilities', expected: array");
     }
     JsonArray *a = json_node_get_array(list);
     for (guint i = 0; i < json_array_get_length(a); i++) {
@@ -586,7 +608,7 @@ static JsonNode *cmd_migrate_set_parameters(QmpServer *s, JsonObject *args)
             return qmp_error("GenericError", "Parameter '%s' expects a non-negative integer",
                              names[i]);
         }
-        *fields[i] = json_node_get_int(v);
+        __atomic_store_n(fields[i], json_node_get_int(v), __ATOMIC_RELAXED);
     }
     return qmp_return(NULL);
 }
@@ -735,7 +757,8 @@ static JsonNode *dispatch(QmpClient *c, JsonObject *req)
     if (!cmd->fn) { /* qmp_capabilities */
         JsonNode *enable = args ? json_object_get_member(args, "enable") : NULL;
         if (enable && !JSON_NODE_HOLDS_ARRAY(enable)) {
-            return qmp_error("GenericError", "Invalid parameter type for 'enable', expected: array");
+            return qmp_error("GenericError",
+                             "Invalid parameter type for 'enable', expected: array");
         }
         for (guint i = 0; enable && i < json_array_get_length(json_node_get_array(enable)); i++) {
             JsonNode *cap = json_array_get_element(json_node_get_array(enable), i);
@@ -823,8 +846,8 @@ static void client_handle_text(void *opaque, const char *text, size_t len, bool 
     g_autoptr(JsonParser) p = json_parser_new_immutable();
     g_autoptr(GError) err = NULL;
     if (too_big) {
-        g_autoptr(JsonNode) e = qmp_error("GenericError", "JSON parse error, %s",
-                                          "token or nesting too large");
+        g_autoptr(JsonNode) e =
+            qmp_error("GenericError", "JSON parse error, %s", "token or nesting too large");
         client_write(c, e);
         return;
     }
@@ -843,19 +866,18 @@ static void client_handle_text(void *opaque, const char *text, size_t len, bool 
     g_autoptr(JsonNode) reply = dispatch(c, req);
     JsonNode *id = json_object_get_member(req, "id");
     JsonObject *r = json_node_get_object(reply);
-    g_autofree char *big = id && JSON_NODE_HOLDS_VALUE(id) &&
-                                   json_node_get_value_type(id) == G_TYPE_INT64
-                               ? big_integer_id(text, len)
-                               : NULL;
+    g_autofree char *big =
+        id && JSON_NODE_HOLDS_VALUE(id) && json_node_get_value_type(id) == G_TYPE_INT64
+            ? big_integer_id(text, len)
+            : NULL;
     if (big) {
         /* Spliced as text: {"id": N, "error": ...} or {"return": ..., "id": N}. */
         bool error = json_object_has_member(r, "error");
         GString *out = g_string_new(NULL);
         json_append(out, reply);
         g_string_truncate(out, out->len - 1);
-        g_autofree char *line =
-            error ? g_strdup_printf("{\"id\": %s, %s}", big, out->str + 1)
-                  : g_strdup_printf("%s, \"id\": %s}", out->str, big);
+        g_autofree char *line = error ? g_strdup_printf("{\"id\": %s, %s}", big, out->str + 1)
+                                      : g_strdup_printf("%s, \"id\": %s}", out->str, big);
         g_string_free(out, TRUE);
         g_string_append(c->out, line);
         g_string_append(c->out, "\r\n");
@@ -940,13 +962,27 @@ static void json_append_string(GString *out, const char *str)
     for (const char *p = str; *p; p = g_utf8_next_char(p)) {
         gunichar ch = g_utf8_get_char_validated(p, -1);
         switch (ch) {
-        case '"': g_string_append(out, "\\\""); break;
-        case '\\': g_string_append(out, "\\\\"); break;
-        case '\b': g_string_append(out, "\\b"); break;
-        case '\f': g_string_append(out, "\\f"); break;
-        case '\n': g_string_append(out, "\\n"); break;
-        case '\r': g_string_append(out, "\\r"); break;
-        case '\t': g_string_append(out, "\\t"); break;
+        case '"':
+            g_string_append(out, "\\\"");
+            break;
+        case '\\':
+            g_string_append(out, "\\\\");
+            break;
+        case '\b':
+            g_string_append(out, "\\b");
+            break;
+        case '\f':
+            g_string_append(out, "\\f");
+            break;
+        case '\n':
+            g_string_append(out, "\\n");
+            break;
+        case '\r':
+            g_string_append(out, "\\r");
+            break;
+        case '\t':
+            g_string_append(out, "\\t");
+            break;
         default:
             if (ch == (gunichar)-1 || ch == (gunichar)-2) {
                 g_string_append(out, "\\ufffd"); /* invalid UTF-8 */
@@ -1111,8 +1147,8 @@ QmpServer *qmp_server_new(const QmpMachineOps *ops, void *opaque, GError **error
     s->ops = ops;
     s->opaque = opaque;
     s->listeners = g_ptr_array_new();
-    s->downtime_limit = 300;          /* QEMU's defaults */
-    s->max_bandwidth = 128 << 20;
+    s->downtime_limit = QMP_DEFAULT_DOWNTIME_LIMIT;
+    s->max_bandwidth = QMP_DEFAULT_MAX_BANDWIDTH;
     s->thread = iothread_new("monitor", error);
     if (!s->thread) {
         return NULL;
@@ -1142,8 +1178,7 @@ bool qmp_server_listen_fd(QmpServer *s, int fd, GError **error)
     int listening = 0;
     socklen_t sl = sizeof(listening);
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &sl) < 0 || !listening) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "fd %d is not a listening socket",
-                    fd);
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "fd %d is not a listening socket", fd);
         return false;
     }
     g_unix_set_fd_nonblocking(fd, TRUE, NULL);

@@ -36,7 +36,9 @@ typedef struct QmpBlockInfo {
 typedef struct QmpMigrateInfo {
     const char *status; /* "setup", "active", "completed", "failed", "cancelled" */
     int64_t total_time, setup_time, downtime; /* ms */
+    int64_t expected_downtime;                /* ms, while active */
     uint64_t transferred, total, remaining, duplicate, normal, normal_bytes;
+    uint64_t dirty_sync_count, dirty_pages_rate; /* passes over the dirty log; pages/s */
     double mbps;
 } QmpMigrateInfo;
 
@@ -81,6 +83,14 @@ void qmp_server_event(QmpServer *s, const char *name, JsonNode *data);
 
 /* MIGRATION {"status": status}, to clients only if the "events" capability was set. */
 void qmp_server_migration_event(QmpServer *s, const char *status);
+/* QEMU's defaults for migrate-set-parameters. */
+#define QMP_DEFAULT_DOWNTIME_LIMIT 300         /* ms */
+#define QMP_DEFAULT_MAX_BANDWIDTH  (128 << 20) /* bytes/s */
+
+/* MIGRATION_PASS, when the events capability is on. */
+void qmp_server_migration_pass_event(QmpServer *s, uint64_t pass);
+/* migrate-set-parameters' downtime-limit (ms) and max-bandwidth (bytes/s, 0: none); any thread. */
+void qmp_server_migration_params(QmpServer *s, int64_t *downtime_limit, int64_t *max_bandwidth);
 
 /* Splits a byte stream into complete top-level JSON texts (exposed for tests). */
 typedef struct QmpFramer QmpFramer;

@@ -349,8 +349,15 @@ static void blk_drain(VirtioDevice *vdev)
     block_drain(blk->backend);
 }
 
+static bool blk_handover(VirtioDevice *vdev, bool own, GError **error)
+{
+    VirtioBlk *blk = (VirtioBlk *)vdev;
+    return block_set_owned(blk->backend, own, error);
+}
+
 static const VirtioDeviceOps blk_ops = {
     .reset = blk_reset,
+    .handover = blk_handover,
     .drain = blk_drain,
     .activate = blk_activate,
     .queue_notify = blk_queue_notify,

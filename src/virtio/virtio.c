@@ -119,6 +119,11 @@ void virtio_device_resume(VirtioDevice *vdev)
     iothread_run_sync(vdev->iothread, virtio_resume_on_thread, vdev);
 }
 
+bool virtio_device_handover(VirtioDevice *vdev, bool own, GError **error)
+{
+    return !vdev->ops->handover || vdev->ops->handover(vdev, own, error);
+}
+
 static void virtio_reset_on_thread(void *opaque)
 {
     VirtioDevice *vdev = opaque;

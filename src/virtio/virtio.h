@@ -32,9 +32,9 @@
 #define VIRTIO_STATUS_FAILED      128
 
 /* Reserved feature bits, §6. */
-#define VIRTIO_F_INDIRECT_DESC 28
-#define VIRTIO_F_EVENT_IDX     29
-#define VIRTIO_F_VERSION_1     32
+#define VIRTIO_F_INDIRECT_DESC   28
+#define VIRTIO_F_EVENT_IDX       29
+#define VIRTIO_F_VERSION_1       32
 #define VIRTIO_F_ACCESS_PLATFORM 33
 
 #define VIRTIO_ID_NET   1
@@ -67,6 +67,12 @@ typedef struct VirtioDeviceOps {
      */
     void (*save)(VirtioDevice *vdev, GByteArray *out);
     bool (*load)(VirtioDevice *vdev, StateIn *in, GError **error);
+    /*
+     * Optional: migration hands host resources shared with the other side
+     * (an image's lock) over: own = false flushes and lets go, own = true
+     * takes them (back). The device is paused or not yet live.
+     */
+    bool (*handover)(VirtioDevice *vdev, bool own, GError **error);
 } VirtioDeviceOps;
 
 typedef struct VirtioTransportOps {
@@ -124,6 +130,8 @@ bool virtio_device_init(VirtioDevice *vdev, const char *name, const char *id, ui
  */
 void virtio_device_pause(VirtioDevice *vdev);
 void virtio_device_resume(VirtioDevice *vdev);
+/* ops->handover, when the device has one. */
+bool virtio_device_handover(VirtioDevice *vdev, bool own, GError **error);
 /*
  * Save/restore of the device, paused (virtio_device_pause) so nothing is in
  * flight: status, features, config generation, whether it is live, each
@@ -140,7 +148,8 @@ void virtio_device_resume(VirtioDevice *vdev);
  */
 void virtio_device_save(VirtioDevice *vdev, GByteArray *out);
 bool virtio_device_load(VirtioDevice *vdev, StateIn *in, GError **error);
-/* Resets the device (draining its I/O), stops the IoThread, closes the eventfds, calls ops->free. */
+/* Resets the device (draining its I/O), stops the IoThread, closes the eventfds, calls ops->free.
+ */
 void virtio_device_free(VirtioDevice *vdev);
 
 void virtio_set_transport(VirtioDevice *vdev, const VirtioTransportOps *ops, void *opaque);

@@ -313,10 +313,26 @@ void virtqueue_push(VirtQueue *vq, VirtQueueElement *elem, uint32_t len)
     virtqueue_push_many(vq, &elem, &len, 1);
 }
 
+/*
+ * What the device writes into guest RAM, for a migration's dirty tracking:
+ * the used ring (flags, elements, index, avail_event) and the buffers of
+ * the chains it hands back.
+ */
+static void mark_used_ring_dirty(VirtQueue *vq)
+{
+    guest_mem_mark_dirty(vq->mem, vq->used_hva, RING_START + 8 * (uint64_t)vq->size + 2);
+}
+
 void virtqueue_push_many(VirtQueue *vq, VirtQueueElement *const *elems, const uint32_t *lens,
                          unsigned n)
 {
     if (vq->used_hva) {
+        for (unsigned i = 0; i < n; i++) {
+            for (unsigned j = 0; j < elems[i]->in_num; j++) {
+                guest_mem_mark_dirty(vq->mem, elems[i]->in_sg[j].iov_base,
+                                     elems[i]->in_sg[j].iov_len);
+            }
+        }
         for (unsigned i = 0; i < n; i++) {
             uint16_t slot = (uint16_t)(vq->used_idx + i) % vq->size;
             uint32_t *e = (uint32_t *)(vq->used_hva + RING_START) + 2 * slot;
@@ -327,6 +343,7 @@ void virtqueue_push_many(VirtQueue *vq, VirtQueueElement *const *elems, const ui
         /* §2.7.8: the elements are visible to the driver before the index that publishes them. */
         __atomic_thread_fence(__ATOMIC_RELEASE);
         store16(used_idx_ptr(vq), vq->used_idx, __ATOMIC_RELAXED);
+        mark_used_ring_dirty(vq);
         vq->inflight -= n;
     }
     for (unsigned i = 0; i < n; i++) {
@@ -396,6 +413,7 @@ void virtqueue_set_notification(VirtQueue *vq, bool enable)
         store16((uint16_t *)(vq->used_hva + RING_FLAGS), enable ? 0 : VIRTQ_USED_F_NO_NOTIFY,
                 __ATOMIC_RELAXED);
     }
+    mark_used_ring_dirty(vq);
     if (enable) {
         /* The caller re-checks the ring next: order that read after this store. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);

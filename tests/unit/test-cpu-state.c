@@ -525,6 +525,39 @@ static void test_vm_refuse(void)
     g_assert_no_error(err);
 }
 
+/* KVM's dirty log (live migration): the page the guest writes, nothing else, read once. */
+static void test_dirty_log(void)
+{
+    if (!have_kvm()) {
+        g_test_skip("/dev/kvm is not usable");
+        return;
+    }
+    g_autoptr(GError) err = NULL;
+    g_autoptr(TestVm) vm = test_vm_new();
+    test_vm_boot(vm);
+    size_t words = (guest_mem_pages(vm->mem) + GUEST_BITS_PER_LONG - 1) / GUEST_BITS_PER_LONG;
+    g_autofree unsigned long *bm = g_new0(unsigned long, words);
+    g_assert_true(kvm_dirty_log_set(vm->kvm, vm->mem, true, &err));
+    g_assert_no_error(err);
+    test_vm_run(vm, 2);
+    g_assert_true(kvm_dirty_log_get(vm->kvm, vm->mem, bm, &err));
+    g_assert_no_error(err);
+    unsigned n = 0;
+    for (size_t i = 0; i < words; i++) {
+        n += (unsigned)__builtin_popcountl(bm[i]);
+    }
+    g_assert_cmpuint(n, ==, 1);
+    g_assert_true(bm[0] & (1UL << (GUEST_COUNTER / GUEST_PAGE_SIZE)));
+    /* Reading cleared it: nothing new without running. */
+    memset(bm, 0, words * sizeof(*bm));
+    g_assert_true(kvm_dirty_log_get(vm->kvm, vm->mem, bm, &err));
+    g_assert_cmpuint(bm[0], ==, 0);
+    /* Off: KVM refuses to report. */
+    g_assert_true(kvm_dirty_log_set(vm->kvm, vm->mem, false, &err));
+    g_assert_false(kvm_dirty_log_get(vm->kvm, vm->mem, bm, &err));
+    g_assert_nonnull(err);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -532,5 +565,6 @@ int main(int argc, char **argv)
     g_test_add_func("/cpu-state/vcpu-layout", test_vcpu_layout);
     g_test_add_func("/cpu-state/vcpu-refuse", test_vcpu_refuse);
     g_test_add_func("/cpu-state/vm-refuse", test_vm_refuse);
+    g_test_add_func("/cpu-state/dirty-log", test_dirty_log);
     return g_test_run();
 }

@@ -575,6 +575,29 @@ static void test_open_errors(void)
     g_clear_pointer(&r1, block_close);
     g_clear_pointer(&r2, block_close);
 
+    /*
+     * Migration's handover: the destination opens without the lock while
+     * the source holds it, the source lets go, the destination takes it;
+     * the source cannot take it back then.
+     */
+    g_autoptr(BlockBackend) src = block_open(&cfg, &err);
+    g_assert_no_error(err);
+    DriveConfig in = {.file = good, .inactive = true};
+    g_autoptr(BlockBackend) dst = block_open(&in, &err);
+    g_assert_no_error(err);
+    g_assert_false(block_set_owned(dst, true, &err));
+    g_assert_nonnull(strstr(err->message, "Failed to get \"write\" lock"));
+    g_clear_error(&err);
+    g_assert_true(block_set_owned(src, false, &err));
+    g_assert_true(block_set_owned(dst, true, &err));
+    g_assert_no_error(err);
+    g_assert_false(block_set_owned(src, true, &err));
+    g_assert_nonnull(strstr(err->message, "Failed to get \"write\" lock"));
+    g_clear_error(&err);
+    g_clear_pointer(&dst, block_close);
+    g_assert_true(block_set_owned(src, true, &err));
+    g_clear_pointer(&src, block_close);
+
     /* No permission: root opens anything, so only checked for other users. */
     if (geteuid() != 0) {
         g_assert_cmpint(g_chmod(good, 0), ==, 0);

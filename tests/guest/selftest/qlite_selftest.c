@@ -129,6 +129,8 @@ static uint param_mig_kib = 2048;	/* memory rewritten every round */
 module_param_named(mig_kib, param_mig_kib, uint, 0444);
 static uint param_mig_ms = 200;	/* pause between rounds */
 module_param_named(mig_ms, param_mig_ms, uint, 0444);
+static char *param_mig_disk;	/* disk written and read every round (none: memory only) */
+module_param_named(mig_disk, param_mig_disk, charp, 0444);
 
 /* Lifecycle (tests/qmp/lifecycle_test.py drives these from the host). */
 static uint param_heartbeat_ms;	/* after the verdict, a heartbeat line this often */
@@ -1328,17 +1330,45 @@ out:
 }
 
 /*
+ * One round of mig_workload's disk I/O: a chunk of pattern r written to
+ * sector 0 and flushed, then read back into dma, a buffer only the device
+ * ever writes (so a migration that misses the device's writes to guest
+ * memory leaves it stale). Returns how many checks failed.
+ */
+static unsigned int mig_disk_round(struct block_device *bdev, void *wbuf,
+				   void *dma, unsigned int r, int *err, bool *leak)
+{
+	unsigned int bad = 0;
+
+	/* What the previous round read must still be there, wherever we run now. */
+	if (r > 1 && pattern_check(dma, r - 1, 0, CHUNK_SECTORS) != CHUNK_SECTORS)
+		bad++;
+	pattern_fill(wbuf, r, 0, CHUNK_SECTORS);
+	*err = io_sync(bdev, REQ_OP_WRITE | REQ_FUA, 0, wbuf, CHUNK_BYTES, leak);
+	if (!*err)
+		*err = io_sync(bdev, REQ_OP_READ, 0, dma, CHUNK_BYTES, leak);
+	if (!*err && pattern_check(dma, r, 0, CHUNK_SECTORS) != CHUNK_SECTORS)
+		bad++;
+	return bad;
+}
+
+/*
  * mig_workload: round r first checks that the memory still holds round
  * r-1's pattern (seed r-1, blocks numbered from 0), then writes round r's,
- * prints "qlite-selftest: mig round R kvmclock NS" and sleeps. A VM saved
- * and restored (or migrated) in the middle must carry on with the next
- * round, its memory intact and its clock never going backwards.
+ * does the round's disk I/O when mig_disk names a disk, prints
+ * "qlite-selftest: mig round R kvmclock NS" and sleeps. A VM saved and
+ * restored (or migrated) in the middle must carry on with the next round,
+ * its memory intact, its disk too, and its clock never going backwards.
  */
 static void check_mig_workload(void)
 {
 	unsigned int sectors = (param_mig_kib << 10) >> SECTOR_SHIFT, r, bad = 0;
+	unsigned int disk_bad = 0;
 	u64 now, last = 0, backwards = 0;
-	void *mem;
+	struct block_device *bdev = NULL;
+	void *mem, *wbuf = NULL, *dma = NULL;
+	bool leak = false;
+	int err = 0;
 
 	if (!param_mig_rounds || !sectors) {
 		report(false, "mig_workload: qlite_selftest.mig_rounds=N is required");
@@ -1349,10 +1379,21 @@ static void check_mig_workload(void)
 		report(false, "mig_workload: out of memory");
 		return;
 	}
-	for (r = 1; r <= param_mig_rounds; r++) {
+	if (param_mig_disk) {
+		bdev = disk_open("mig_workload", param_mig_disk, FMODE_READ | FMODE_WRITE);
+		wbuf = chunk_alloc();
+		dma = chunk_alloc();
+		if (!bdev || !wbuf || !dma) {
+			report(false, "mig_workload: cannot set up disk I/O on %s", param_mig_disk);
+			goto out;
+		}
+	}
+	for (r = 1; r <= param_mig_rounds && !err; r++) {
 		if (r > 1 && pattern_check(mem, r - 1, 0, sectors) != sectors)
 			bad++;
 		pattern_fill(mem, r, 0, sectors);
+		if (bdev)
+			disk_bad += mig_disk_round(bdev, wbuf, dma, r, &err, &leak);
 		now = ktime_get_ns();
 		if (now < last)
 			backwards++;
@@ -1360,10 +1401,16 @@ static void check_mig_workload(void)
 		pr_info("qlite-selftest: mig round %u kvmclock %llu\n", r, now);
 		msleep(param_mig_ms);
 	}
+	report(!bad && !backwards && !disk_bad && !err,
+	       "mig_workload: %u rounds over %u KiB, %u with memory changed under us, clock went back %llu times, disk %s: %u bad, error %d%s",
+	       param_mig_rounds, param_mig_kib, bad, backwards,
+	       bdev ? param_mig_disk : "none", disk_bad, err, io_err_name(err));
+out:
+	if (bdev)
+		blkdev_put(bdev, FMODE_READ | FMODE_WRITE);
+	chunk_free(wbuf, leak);
+	chunk_free(dma, leak);
 	vfree(mem);
-	report(!bad && !backwards,
-	       "mig_workload: %u rounds over %u KiB, %u with memory changed under us, clock went back %llu times",
-	       param_mig_rounds, param_mig_kib, bad, backwards);
 }
 
 /*
