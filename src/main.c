@@ -4,6 +4,7 @@
 #include "machine/pc.h"
 #include "util/daemon.h"
 
+#include <signal.h>
 #include <stdio.h>
 
 int main(int argc, char **argv)
@@ -14,6 +15,8 @@ int main(int argc, char **argv)
 
     /* stdout may be the guest's serial console: every log message goes to stderr. */
     g_log_writer_default_set_use_stderr(TRUE);
+    /* A migration peer or monitor client that goes away is an error to handle, not our end. */
+    signal(SIGPIPE, SIG_IGN);
     if (!cmdline_parse(argc, argv, &cfg, &action, &err)) {
         fprintf(stderr, "qlite: %s\n", err->message);
         machine_config_clear(&cfg);

@@ -37,7 +37,7 @@ def vmm_args(a, tmp, name, disk, seed, extra):
     console = os.path.join(tmp, name + ".console")
     append = " ".join(p for p in [
         "console=ttyS0", boot_test.host_params(), "qlite_selftest.run=1",
-        "qlite_selftest.checks=mig_workload,blk", f"qlite_selftest.mig_rounds={ROUNDS}",
+        "qlite_selftest.checks=mig_workload,blk", f"qlite_selftest.mig_rounds={ROUNDS}", "qlite_selftest.mig_disk=vda",
         f"qlite_selftest.blk_seed={seed}"] if p)
     return [a.vmm, "-kernel", os.path.join(a.kdir, "vmlinux"), "-m", "256", "-nodefaults",
             "-display", "none", "-serial", f"file:{console}",
