@@ -108,16 +108,16 @@ def wait_active(src, seconds):
     """Lets a migration run for a while; False when it ended before."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if src.mon.cmd("query-migrate")["return"].get("status") != "active":
+        if src.mon.cmd("query-migrate")["return"].get("status") not in ("setup", "active"):
             return False
         time.sleep(0.1)
     return True
 
 
-def rounds_go_on(vm, what):
-    have = vm.rounds()[-1]
-    lc.check(vm.console.wait(rf"mig round {have + 1} ", timeout=120, proc=vm.proc) is not None,
-             f"{what}: the guest goes on running on {vm.name} (round {have + 1})")
+def rounds_go_on(vm, last, what):
+    """The guest prints the round after last on vm's console."""
+    lc.check(vm.console.wait(rf"mig round {last + 1} ", timeout=120, proc=vm.proc) is not None,
+             f"{what}: the guest goes on running on {vm.name} (round {last + 1})")
 
 
 def interrupted(a, tmp, src, name, uri, how):
@@ -144,11 +144,12 @@ def interrupted(a, tmp, src, name, uri, how):
                  f"{how}: query-migrate {want}, part of RAM sent ({info})")
         lc.check(src.status() == "running", f"{how}: the source is still running")
         rc = dst.proc.wait(60)
+        print(f"# {name} exited with status {rc}: {dst.stderr()}", flush=True)
         if how == "cancel":
             lc.check(rc == 1 and "truncated" in dst.stderr() and not dst.rounds(),
                      f"{how}: {name} refuses the partial stream, exits 1, its guest never ran "
                      f"({rc}, {dst.stderr()})")
-        rounds_go_on(src, how)
+        rounds_go_on(src, src.rounds()[-1], how)
         src.mon.cmd("migrate-set-parameters", {"max-bandwidth": 128 << 20})
     except (qmp_test.CheckFailed, subprocess.TimeoutExpired, OSError) as e:
         lc.check(False, f"{how}: {e}")
@@ -161,6 +162,7 @@ def live(a, tmp, src, name, uri):
     dst = Vm(a, tmp, name, ["-incoming", uri])
     lc.check(dst.wait_listening(), f"{name} listens on {uri}")
     before = src.rounds()[-1]
+    src.mon.events.clear()
     start = time.monotonic()
     r = src.mon.cmd("migrate", {"uri": uri})
     lc.check("return" in r, f"migrate {uri}: accepted ({r})")
@@ -231,7 +233,7 @@ def main():
             c = live(a, tmp, src, "C", f"unix:{tmp}/c.mig")
             vms.append(c)
             quit_source(src, c)
-            rounds_go_on(c, "after the migration to C")
+            rounds_go_on(c, src.rounds()[-1], "after the migration to C")
             d = live(a, tmp, c, "D", f"tcp:127.0.0.1:{free_port()}")
             vms.append(d)
             quit_source(c, d)
