@@ -11,10 +11,12 @@ runs on the source A:
      A reports cancelled and keeps running, B1 gives up and exits 1;
   2. migrate to B2 over TCP, SIGKILL B2 mid-way: A reports failed and keeps
      running, its guest intact;
-  3. migrate live to C over a unix socket: A ends in postmigrate with
-     plausible counters and several passes, its images handed over (a cont
-     on A is refused with the lock error), C's guest carries on;
-  4. migrate live from C to D over TCP on loopback: D's guest finishes the
+  3. migrate live to C over a unix socket at 2 MiB/s, so that the first
+     pass lasts several rounds: A ends in postmigrate with plausible counters
+     and several passes, the transfer kept to the bandwidth, its images handed
+     over (a cont on A is refused with the lock error), C's guest carries on;
+  4. migrate live from C to D over TCP on loopback without a bandwidth
+     limit: D's guest finishes the
      workload (every round once, in order, across A, C and D; memory, disk
      buffer and clock checked every round) and its disk check: exit 33.
 """
@@ -157,10 +159,11 @@ def interrupted(a, tmp, src, name, uri, how):
         dst.kill()
 
 
-def live(a, tmp, src, name, uri):
-    """A live migration to a new process; returns it running."""
+def live(a, tmp, src, name, uri, bandwidth):
+    """A live migration to a new process at bandwidth bytes/s (0: no limit); returns it."""
     dst = Vm(a, tmp, name, ["-incoming", uri])
     lc.check(dst.wait_listening(), f"{name} listens on {uri}")
+    src.mon.cmd("migrate-set-parameters", {"max-bandwidth": bandwidth})
     before = src.rounds()[-1]
     src.mon.events.clear()
     start = time.monotonic()
@@ -182,6 +185,11 @@ def live(a, tmp, src, name, uri):
              ram.get("transferred", 0) >= ram.get("normal", 0) * 4096 and
              0 <= info.get("downtime", -1) <= info.get("total-time", 0),
              f"query-migrate: completed, several passes, plausible counters ({info})")
+    if bandwidth:
+        least = info.get("ram", {}).get("transferred", 0) * 1000 // bandwidth
+        lc.check(info.get("total-time", 0) >= least * 0.8,
+                 f"max-bandwidth {bandwidth}: {info.get('total-time')} ms for what takes "
+                 f"{least} ms at that rate")
     lc.check(passes[:2] == [1, 2] and passes == sorted(passes),
              f"MIGRATION_PASS events 1, 2, ... ({passes})")
     lc.check(src.status() == "postmigrate", f"{src.name} is in postmigrate")
@@ -230,11 +238,12 @@ def main():
                      "A: the workload reaches round 3")
             interrupted(a, tmp, src, "B1", f"unix:{tmp}/b1.mig", "cancel")
             interrupted(a, tmp, src, "B2", f"tcp:127.0.0.1:{free_port()}", "kill")
-            c = live(a, tmp, src, "C", f"unix:{tmp}/c.mig")
+            # Slow enough that the first pass spans disk reads into the device-only buffer.
+            c = live(a, tmp, src, "C", f"unix:{tmp}/c.mig", 2 << 20)
             vms.append(c)
             quit_source(src, c)
             rounds_go_on(c, src.rounds()[-1], "after the migration to C")
-            d = live(a, tmp, c, "D", f"tcp:127.0.0.1:{free_port()}")
+            d = live(a, tmp, c, "D", f"tcp:127.0.0.1:{free_port()}", 0)
             vms.append(d)
             quit_source(c, d)
             rc = d.proc.wait(900)
