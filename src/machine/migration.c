@@ -385,7 +385,6 @@ static gboolean mig_in_done(gpointer opaque)
         mig_set_status(m, MIG_STATUS_FAILED);
         machine_request_exit(m, QLITE_EXIT_ERROR, "incoming migration failed");
     } else {
-        mig_set_status(m, MIG_STATUS_COMPLETED);
         /* As QEMU: images this side cannot take leave the VM paused, cont retries. */
         bool owned = machine_handover(m, true, &in->err);
         if (!owned) {
@@ -398,6 +397,8 @@ static gboolean mig_in_done(gpointer opaque)
             qmp_server_event(m->qmp, "RESUME", NULL);
             machine_vm_resume(m);
         }
+        /* Last, as QEMU: whoever sees "completed" sees the final run state. */
+        mig_set_status(m, MIG_STATUS_COMPLETED);
     }
     g_clear_error(&in->err);
     g_free(in);
