@@ -251,7 +251,8 @@ static gpointer mig_out_thread(gpointer opaque)
     Machine *m = opaque;
     g_autoptr(GError) err = NULL;
     GPid child = 0;
-    int fd = mig_transport_connect(m->mig_uri, &child, &err);
+    int fd = mig_transport_connect(m->mig_uri, m->mig_out_fd, &child, &err);
+    m->mig_out_fd = -1;
     g_mutex_lock(&m->mig_lock);
     m->mig_fd = fd;
     m->mig_setup_ms = ms_since(m->mig_start_us);
@@ -296,21 +297,36 @@ static gpointer mig_out_thread(gpointer opaque)
     return NULL;
 }
 
-bool machine_migrate(Machine *m, const char *uri, GError **error)
+/* Why the VM cannot be sent now (QEMU's words where it has them), or NULL. */
+static const char *mig_refusal(Machine *m)
 {
     int st = g_atomic_int_get(&m->runstate);
     g_mutex_lock(&m->mig_lock);
     bool busy = m->mig_status == MIG_STATUS_SETUP || m->mig_status == MIG_STATUS_ACTIVE;
     g_mutex_unlock(&m->mig_lock);
     if (busy) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "There's a migration process in progress");
-        return false;
+        return "There's a migration process in progress";
     }
-    if (st == RUN_STATE_INMIGRATE || st == RUN_STATE_INTERNAL_ERROR || st == RUN_STATE_SHUTDOWN ||
-        st == RUN_STATE_POSTMIGRATE) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "the VM cannot be migrated in state %s", machine_runstate_name(m));
+    if (st == RUN_STATE_INMIGRATE) {
+        return "Guest is waiting for an incoming migration";
+    }
+    if (st == RUN_STATE_POSTMIGRATE) {
+        return "Can't migrate the vm that was paused due to previous migration";
+    }
+    if (st == RUN_STATE_INTERNAL_ERROR || st == RUN_STATE_SHUTDOWN) {
+        return "the VM cannot be migrated after an internal error or a shutdown";
+    }
+    return NULL;
+}
+
+bool machine_migrate(Machine *m, const char *uri, int fd, GError **error)
+{
+    const char *why = mig_refusal(m);
+    if (why) {
+        g_set_error_literal(error, QLITE_ERROR, QLITE_ERROR_INVALID, why);
+        if (fd >= 0) {
+            close(fd);
+        }
         return false;
     }
     if (m->mig_thread) {
@@ -328,6 +344,7 @@ bool machine_migrate(Machine *m, const char *uri, GError **error)
     m->mig_expected_down = 0;
     g_mutex_unlock(&m->mig_lock);
     g_atomic_int_set(&m->mig_cancel, 0);
+    m->mig_out_fd = fd;
     mig_set_status(m, MIG_STATUS_SETUP);
     m->mig_thread = g_thread_new("migration", mig_out_thread, m);
     return true;
@@ -433,17 +450,20 @@ static gpointer mig_in_thread(gpointer opaque)
     return NULL;
 }
 
-bool machine_migrate_incoming(Machine *m, const char *uri, GError **error)
+bool machine_migrate_incoming(Machine *m, const char *uri, int fd, GError **error)
 {
     if (g_atomic_int_get(&m->runstate) != RUN_STATE_INMIGRATE || m->mig_thread) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
                     m->mig_thread ? "The incoming migration has already been started"
                                   : "'-incoming' was not specified on the command line");
+        if (fd >= 0) {
+            close(fd);
+        }
         return false;
     }
     MigIn *in = g_new0(MigIn, 1);
     in->m = m;
-    if (!mig_transport_listen(uri, &in->inc, error)) {
+    if (!mig_transport_listen(uri, fd, &in->inc, error)) {
         g_free(in);
         return false;
     }
@@ -461,5 +481,5 @@ bool machine_start_incoming(Machine *m, GError **error)
     if (!m->cfg.incoming || strcmp(m->cfg.incoming, "defer") == 0) {
         return true;
     }
-    return machine_migrate_incoming(m, m->cfg.incoming, error);
+    return machine_migrate_incoming(m, m->cfg.incoming, -1, error);
 }

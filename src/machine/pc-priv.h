@@ -79,6 +79,7 @@ struct Machine {
     gint64 mig_stop_us;        /* when the source stopped the VM for the last pass */
     GThread *mig_thread;
     int mig_fd;      /* the stream, for migrate_cancel to shut down */
+    int mig_out_fd;  /* the descriptor of migrate fd:NAME until the thread takes it; -1 */
     gint mig_cancel; /* migrate_cancel was asked */
     char *mig_uri;
 
@@ -106,8 +107,9 @@ typedef enum {
     MIG_STATUS_CANCELLED,
 } MigStatus;
 
-bool machine_migrate(Machine *m, const char *uri, GError **error);
-bool machine_migrate_incoming(Machine *m, const char *uri, GError **error);
+/* fd: the descriptor of an fd:NAME uri, or -1 (see QmpMachineOps.migrate); taken over. */
+bool machine_migrate(Machine *m, const char *uri, int fd, GError **error);
+bool machine_migrate_incoming(Machine *m, const char *uri, int fd, GError **error);
 void machine_migrate_cancel(Machine *m);
 void machine_query_migrate(Machine *m, QmpMigrateInfo *info);
 /*

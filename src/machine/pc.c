@@ -370,14 +370,14 @@ static const char *qmp_status(void *opaque)
     return machine_runstate_name(opaque);
 }
 
-static bool qmp_migrate(void *opaque, const char *uri, GError **error)
+static bool qmp_migrate(void *opaque, const char *uri, int fd, GError **error)
 {
-    return machine_migrate(opaque, uri, error);
+    return machine_migrate(opaque, uri, fd, error);
 }
 
-static bool qmp_migrate_incoming(void *opaque, const char *uri, GError **error)
+static bool qmp_migrate_incoming(void *opaque, const char *uri, int fd, GError **error)
 {
-    return machine_migrate_incoming(opaque, uri, error);
+    return machine_migrate_incoming(opaque, uri, fd, error);
 }
 
 static void qmp_migrate_cancel(void *opaque)
@@ -623,7 +623,7 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     m->cfg.monitors = cfg->monitors ? g_ptr_array_ref(cfg->monitors) : NULL;
     m->cfg.incoming = g_strdup(cfg->incoming);
     g_mutex_init(&m->mig_lock);
-    m->mig_fd = -1;
+    m->mig_fd = m->mig_out_fd = -1;
     /*
      * A context of our own, not the global default: g_main_context_invoke() from
      * a vCPU thread must queue to the control loop, never run in the caller.

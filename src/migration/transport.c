@@ -3,13 +3,17 @@
  * Where a migration stream goes and comes from, QEMU's URIs: file:PATH,
  * exec:COMMAND (through /bin/sh, the stream on its stdin or stdout),
  * unix:PATH and tcp:HOST:PORT (the destination listens, the source
- * connects). Every descriptor is blocking: the stream code expects that.
+ * connects), fd:NAME or fd:NUMBER (a descriptor passed with getfd, or one
+ * qlite was started with). Every descriptor is blocking: the stream code
+ * expects that.
  */
 #include "migration/transport.h"
 #include "util/error.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glib-unix.h>
+#include <limits.h>
 #include <netdb.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -113,10 +117,38 @@ static int exec_command(const char *command, bool outgoing, GPid *child, GError 
     return outgoing ? in : out;
 }
 
-static int open_uri(const char *uri, bool outgoing, GPid *child, int *listen_fd, GError **error)
+/* fd:: the descriptor the monitor resolved, else the number in the URI. */
+static int given_fd(const char *text, int fd, GError **error)
+{
+    guint64 n;
+    if (fd < 0) {
+        if (!g_ascii_string_to_unsigned(text, 10, 0, INT_MAX, &n, NULL) ||
+            fcntl((int)n, F_GETFD) < 0) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "Invalid file descriptor number '%s'", text);
+            return -1;
+        }
+        fd = (int)n;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (!g_unix_set_fd_nonblocking(fd, FALSE, error)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int open_uri(const char *uri, int passed, bool outgoing, GPid *child, int *listen_fd,
+                    GError **error)
 {
     *child = 0;
     *listen_fd = -1;
+    if (g_str_has_prefix(uri, "fd:")) {
+        return given_fd(uri + 3, passed, error);
+    }
+    if (passed >= 0) {
+        close(passed); /* only fd: comes with one */
+    }
     if (g_str_has_prefix(uri, "file:")) {
         const char *path = uri + 5;
         int fd = outgoing ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
@@ -141,19 +173,19 @@ static int open_uri(const char *uri, bool outgoing, GPid *child, int *listen_fd,
         return -1; /* the caller accepts on listen_fd */
     }
     g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                "invalid migration URI '%s' (file:, exec:, unix: or tcp:)", uri);
+                "invalid migration URI '%s' (file:, exec:, unix:, tcp: or fd:)", uri);
     return -1;
 }
 
-int mig_transport_connect(const char *uri, GPid *child, GError **error)
+int mig_transport_connect(const char *uri, int fd, GPid *child, GError **error)
 {
     int listen_fd;
-    return open_uri(uri, true, child, &listen_fd, error);
+    return open_uri(uri, fd, true, child, &listen_fd, error);
 }
 
-bool mig_transport_listen(const char *uri, MigIncoming *inc, GError **error)
+bool mig_transport_listen(const char *uri, int fd, MigIncoming *inc, GError **error)
 {
-    inc->fd = open_uri(uri, false, &inc->child, &inc->listen_fd, error);
+    inc->fd = open_uri(uri, fd, false, &inc->child, &inc->listen_fd, error);
     return inc->fd >= 0 || inc->listen_fd >= 0;
 }
 

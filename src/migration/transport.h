@@ -3,13 +3,15 @@
 
 /*
  * Migration URIs as QEMU takes them: file:PATH, exec:COMMAND, unix:PATH,
- * tcp:HOST:PORT. The descriptors are blocking, for migration/stream.h.
+ * tcp:HOST:PORT, fd:NAME|NUMBER. The descriptors are blocking, for
+ * migration/stream.h. fd is the descriptor of an fd:NAME the monitor
+ * resolved (taken over, even on failure), or -1: an fd:NUMBER is parsed here.
  */
 #include <glib.h>
 #include <stdbool.h>
 
 /* The source side: the descriptor to write the stream to; child is 0 unless exec:. */
-int mig_transport_connect(const char *uri, GPid *child, GError **error);
+int mig_transport_connect(const char *uri, int fd, GPid *child, GError **error);
 
 /* The destination side: set up by listen (a socket listens, a file or command opens). */
 typedef struct MigIncoming {
@@ -18,7 +20,7 @@ typedef struct MigIncoming {
     GPid child;    /* exec: */
 } MigIncoming;
 
-bool mig_transport_listen(const char *uri, MigIncoming *inc, GError **error);
+bool mig_transport_listen(const char *uri, int fd, MigIncoming *inc, GError **error);
 /* Blocks until the stream is there (a socket's sender connected); returns its descriptor. */
 int mig_transport_accept(MigIncoming *inc, GError **error);
 /* Reaps an exec: command; fails when it did not exit with status 0. */

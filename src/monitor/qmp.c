@@ -18,6 +18,7 @@
 #define QMP_MAX_TEXT      (64 << 20) /* QEMU's token limit */
 #define QMP_MAX_DEPTH     1024
 #define QMP_OUT_HIGH      (64 << 10) /* unread replies beyond which a client's input waits */
+#define QMP_MAX_MSGFDS    16         /* descriptors read from one message; the rest are dropped */
 #define QMP_VERSION_MAJOR 7          /* the QEMU release whose protocol we match */
 #define QMP_VERSION_MINOR 2
 #define QMP_VERSION_MICRO 0
@@ -130,7 +131,14 @@ typedef struct {
     bool negotiated;
     bool oob;     /* the client enabled the oob capability */
     bool closing; /* close once the output is flushed */
+    int msgfd;    /* the descriptor of the latest SCM_RIGHTS message, for getfd; -1 */
 } QmpClient;
+
+/* A descriptor getfd named; the monitor keeps it until closefd or a migration takes it. */
+typedef struct {
+    char *name;
+    int fd;
+} MonitorFd;
 
 struct QmpListener {
     QmpServer *s;
@@ -138,6 +146,7 @@ struct QmpListener {
     char *path; /* unix socket to unlink */
     GSource *accept_src;
     QmpClient *client;
+    GPtrArray *fds; /* MonitorFd: per monitor, as QEMU, kept across clients */
 };
 
 struct QmpServer {
@@ -145,6 +154,7 @@ struct QmpServer {
     void *opaque;
     IoThread *thread;
     GPtrArray *listeners;
+    QmpClient *cur; /* whose command runs (monitor thread) */
     /* migrate-set-capabilities / -parameters (monitor thread; read atomically elsewhere) */
     gint mig_events;
     int64_t downtime_limit; /* ms */
@@ -476,10 +486,143 @@ static JsonNode *cmd_hmp(QmpServer *s, JsonObject *args)
     return string_return("");
 }
 
+/* ---- descriptors passed over the socket: getfd, closefd, fd:NAME ---- */
+
+static void monitor_fd_free(gpointer p)
+{
+    MonitorFd *f = p;
+    close(f->fd);
+    g_free(f->name);
+    g_free(f);
+}
+
+static guint monitor_fd_find(QmpListener *l, const char *name)
+{
+    for (guint i = 0; i < l->fds->len; i++) {
+        if (strcmp(((MonitorFd *)g_ptr_array_index(l->fds, i))->name, name) == 0) {
+            return i;
+        }
+    }
+    return G_MAXUINT;
+}
+
+/* Takes the descriptor getfd named out of the current monitor; -1 when there is none. */
+static int monitor_fd_take(QmpServer *s, const char *name)
+{
+    QmpListener *l = s->cur->l;
+    guint i = monitor_fd_find(l, name);
+    if (i == G_MAXUINT) {
+        return -1;
+    }
+    MonitorFd *f = g_ptr_array_steal_index(l->fds, i);
+    int fd = f->fd;
+    g_free(f->name);
+    g_free(f);
+    return fd;
+}
+
+static JsonNode *cmd_getfd(QmpServer *s, JsonObject *args)
+{
+    const char *name = json_object_get_string_member(args, "fdname");
+    QmpClient *c = s->cur;
+    int fd = c->msgfd;
+    c->msgfd = -1;
+    if (fd < 0) {
+        return qmp_error("GenericError", "No file descriptor supplied via SCM_RIGHTS");
+    }
+    if (g_ascii_isdigit(name[0])) { /* fd:N means descriptor number N */
+        close(fd);
+        return qmp_error("GenericError",
+                         "Parameter 'fdname' expects a name not starting with a digit");
+    }
+    QmpListener *l = c->l;
+    guint i = monitor_fd_find(l, name);
+    if (i != G_MAXUINT) { /* the name now means the new descriptor */
+        MonitorFd *f = g_ptr_array_index(l->fds, i);
+        close(f->fd);
+        f->fd = fd;
+        return qmp_return(NULL);
+    }
+    MonitorFd *f = g_new(MonitorFd, 1);
+    f->name = g_strdup(name);
+    f->fd = fd;
+    g_ptr_array_add(l->fds, f);
+    return qmp_return(NULL);
+}
+
+static JsonNode *cmd_closefd(QmpServer *s, JsonObject *args)
+{
+    const char *name = json_object_get_string_member(args, "fdname");
+    QmpListener *l = s->cur->l;
+    guint i = monitor_fd_find(l, name);
+    if (i == G_MAXUINT) {
+        return qmp_error("GenericError", "File descriptor named '%s' not found", name);
+    }
+    g_ptr_array_remove_index(l->fds, i);
+    return qmp_return(NULL);
+}
+
+/*
+ * The descriptor of an fd: URI. migrate takes a name only; migrate-incoming,
+ * as QEMU, also a number (a descriptor qlite was started with), which the
+ * transport parses: -1 then.
+ */
+static bool migration_fd(QmpServer *s, const char *uri, bool numbers, int *fd, JsonNode **error)
+{
+    *fd = -1;
+    if (!g_str_has_prefix(uri, "fd:") || (numbers && g_ascii_isdigit(uri[3]))) {
+        return true;
+    }
+    *fd = monitor_fd_take(s, uri + 3);
+    if (*fd < 0) {
+        *error = qmp_error("GenericError", "File descriptor named '%s' has not been found",
+                           uri + 3);
+        return false;
+    }
+    return true;
+}
+
+/* An optional boolean argument; false when absent. */
+static bool bool_arg(JsonObject *args, const char *name, bool *out, JsonNode **error)
+{
+    JsonNode *v = json_object_get_member(args, name);
+    *out = false;
+    if (!v) {
+        return true;
+    }
+    if (!JSON_NODE_HOLDS_VALUE(v) || json_node_get_value_type(v) != G_TYPE_BOOLEAN) {
+        *error = qmp_error("GenericError", "Invalid parameter type for '%s', expected: boolean",
+                           name);
+        return false;
+    }
+    *out = json_node_get_boolean(v);
+    return true;
+}
+
 static JsonNode *cmd_migrate(QmpServer *s, JsonObject *args)
 {
+    static const char *const flags[] = {"blk", "inc", "detach", "resume"};
+    bool on[G_N_ELEMENTS(flags)];
+    JsonNode *reply = NULL;
+    for (size_t i = 0; i < G_N_ELEMENTS(flags); i++) {
+        if (!bool_arg(args, flags[i], &on[i], &reply)) {
+            return reply;
+        }
+    }
+    if (on[3]) { /* there is no postcopy, so never a paused one */
+        return qmp_error("GenericError", "Cannot resume if there is no paused migration");
+    }
+    if (on[0] || on[1]) {
+        return qmp_error("GenericError", "qlite has no block migration (blk, inc): the disks must "
+                                         "be shared by both sides");
+    }
+    const char *uri = json_object_get_string_member(args, "uri");
+    int fd;
+    if (!migration_fd(s, uri, false, &fd, &reply)) {
+        return reply;
+    }
     g_autoptr(GError) err = NULL;
-    if (!s->ops->migrate(s->opaque, json_object_get_string_member(args, "uri"), &err)) {
+    if (!s->ops->migrate(s->opaque, uri, fd, &err)) {
         return qmp_error("GenericError", "%s", err->message);
     }
     return qmp_return(NULL);
@@ -487,8 +630,14 @@ static JsonNode *cmd_migrate(QmpServer *s, JsonObject *args)
 
 static JsonNode *cmd_migrate_incoming(QmpServer *s, JsonObject *args)
 {
+    const char *uri = json_object_get_string_member(args, "uri");
+    int fd;
+    JsonNode *reply = NULL;
+    if (!migration_fd(s, uri, true, &fd, &reply)) {
+        return reply;
+    }
     g_autoptr(GError) err = NULL;
-    if (!s->ops->migrate_incoming(s->opaque, json_object_get_string_member(args, "uri"), &err)) {
+    if (!s->ops->migrate_incoming(s->opaque, uri, fd, &err)) {
         return qmp_error("GenericError", "%s", err->message);
     }
     return qmp_return(NULL);
@@ -630,6 +779,7 @@ static const char *const id_param[] = {"id", NULL};
 static const char *const uri_param[] = {"uri", NULL};
 static const char *const migrate_params[] = {"uri", "blk", "inc", "detach", "resume", NULL};
 static const char *const caps_param[] = {"capabilities", NULL};
+static const char *const fdname_param[] = {"fdname", NULL};
 static const char *const mig_parameters[] = {"downtime-limit", "max-bandwidth", NULL};
 
 static const QmpCommand qmp_commands[] = {
@@ -648,6 +798,8 @@ static const QmpCommand qmp_commands[] = {
     {"system_powerdown", cmd_system_powerdown, no_params, no_params},
     {"quit", cmd_quit, no_params, no_params},
     {"human-monitor-command", cmd_hmp, hmp_params, hmp_required},
+    {"getfd", cmd_getfd, fdname_param, fdname_param},
+    {"closefd", cmd_closefd, fdname_param, fdname_param},
     {"migrate", cmd_migrate, migrate_params, uri_param},
     {"migrate-incoming", cmd_migrate_incoming, uri_param, uri_param},
     {"migrate_cancel", cmd_migrate_cancel, no_params, no_params},
@@ -780,7 +932,10 @@ static JsonNode *dispatch(QmpClient *c, JsonObject *req)
         c->oob = enable && json_array_get_length(json_node_get_array(enable)) > 0;
         return qmp_return(NULL);
     }
-    return cmd->fn(c->l->s, args);
+    c->l->s->cur = c;
+    JsonNode *reply = cmd->fn(c->l->s, args);
+    c->l->s->cur = NULL;
+    return reply;
 }
 
 /*
@@ -1072,6 +1227,9 @@ static void client_close(QmpClient *c)
     iothread_remove_source(c->in_src);
     iothread_remove_source(c->out_src);
     close(c->fd);
+    if (c->msgfd >= 0) {
+        close(c->msgfd);
+    }
     g_string_free(c->out, TRUE);
     qmp_framer_free(c->framer);
     g_free(c);
@@ -1079,11 +1237,44 @@ static void client_close(QmpClient *c)
     listener_watch(l); /* the next client may come in */
 }
 
+/*
+ * As QEMU: the descriptors of a message replace any not taken yet, and getfd
+ * takes the first; the others are closed.
+ */
+static void client_keep_fds(QmpClient *c, struct msghdr *msg)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (i == 0) {
+                if (c->msgfd >= 0) {
+                    close(c->msgfd);
+                }
+                c->msgfd = fd;
+            } else {
+                close(fd);
+            }
+        }
+    }
+}
+
 static void client_readable(void *opaque)
 {
     QmpClient *c = opaque;
     char buf[4096];
-    ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+    union {
+        char space[CMSG_SPACE(QMP_MAX_MSGFDS * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
+    ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return;
     }
@@ -1091,6 +1282,7 @@ static void client_readable(void *opaque)
         client_close(c);
         return;
     }
+    client_keep_fds(c, &msg);
     qmp_framer_feed(c->framer, buf, (size_t)n, client_handle_text, c);
     if (c->closing && c->out->len == 0) {
         client_close(c);
@@ -1124,6 +1316,7 @@ static void listener_accept(void *opaque)
     QmpClient *c = g_new0(QmpClient, 1);
     c->l = l;
     c->fd = fd;
+    c->msgfd = -1;
     c->out = g_string_new(NULL);
     c->framer = qmp_framer_new();
     l->client = c;
@@ -1169,6 +1362,7 @@ static void add_listener_cb(void *opaque)
     l->s = a->s;
     l->fd = a->fd;
     l->path = a->path;
+    l->fds = g_ptr_array_new_with_free_func(monitor_fd_free);
     g_ptr_array_add(a->s->listeners, l);
     listener_watch(l);
 }
@@ -1285,6 +1479,7 @@ static void free_listeners_cb(void *opaque)
             unlink(l->path);
         }
         g_free(l->path);
+        g_ptr_array_free(l->fds, TRUE);
         g_free(l);
     }
     g_ptr_array_set_size(s->listeners, 0);

@@ -54,10 +54,14 @@ typedef struct QmpMachineOps {
     /* Fills up to max entries, returns how many vCPUs there are. */
     unsigned (*cpus)(void *opaque, QmpCpuInfo *out, unsigned max);
     unsigned (*blocks)(void *opaque, QmpBlockInfo *out, unsigned max);
-    /* Starts sending the VM to uri (in the background); fails at once on a bad uri or a busy VM. */
-    bool (*migrate)(void *opaque, const char *uri, GError **error);
-    /* -incoming defer: starts receiving from uri. */
-    bool (*migrate_incoming)(void *opaque, const char *uri, GError **error);
+    /*
+     * Starts sending the VM to uri (in the background); fails at once on a bad
+     * uri or a busy VM. fd is the descriptor of an fd:NAME uri (getfd), else
+     * -1; it is the machine's to close, whatever happens.
+     */
+    bool (*migrate)(void *opaque, const char *uri, int fd, GError **error);
+    /* -incoming defer: starts receiving from uri; fd as for migrate. */
+    bool (*migrate_incoming)(void *opaque, const char *uri, int fd, GError **error);
     void (*migrate_cancel)(void *opaque);
     void (*query_migrate)(void *opaque, QmpMigrateInfo *info);
 } QmpMachineOps;

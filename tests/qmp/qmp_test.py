@@ -17,6 +17,7 @@ diagnostics on "# " lines.  Exit status 0 when every selected case passed,
 """
 
 import argparse
+import array
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -260,7 +262,7 @@ def ok_return(m, what):
 # ---------------------------------------------------------------------------
 
 class VM:
-    def __init__(self, extra=(), qmp=True):
+    def __init__(self, extra=(), qmp=True, pass_fds=()):
         self.dir = tempfile.mkdtemp(prefix='qmp-test-')
         self.sock = os.path.join(self.dir, 'qmp.sock')
         args = [OPTS.vmm]
@@ -277,7 +279,7 @@ class VM:
             print('# run: %s' % ' '.join(args))
         self.out = open(os.path.join(self.dir, 'output'), 'wb')
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.out,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, pass_fds=pass_fds)
         self.clients = []
 
     def path(self, name):
@@ -952,6 +954,131 @@ def t_quit_hmp(vm):
     c.expect_eof('after HMP quit')
     rc = vm.wait_exit()
     check(rc == 0, 'VMM exit status after HMP quit', 0, rc if rc is not None else 'still running')
+
+
+def send_fd(c, fd, cmd):
+    """Sends a command with a descriptor attached (SCM_RIGHTS), as QMP clients do for getfd."""
+    data = json.dumps(cmd).encode()
+    c.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))])
+    while True:
+        m = c.recv('reply to %s' % cmd['execute'])
+        if 'event' not in m.obj:
+            return m
+
+
+def error_desc(m):
+    return m.obj.get('error', {}).get('desc')
+
+
+class PipeEnd(threading.Thread):
+    """Reads a pipe to its end (what a migration wrote), or writes data into one."""
+
+    def __init__(self, fd, data=None):
+        super().__init__(daemon=True)
+        self.fd, self.data, self.got, self.eof = fd, data, b'', False
+        self.start()
+
+    def run(self):
+        if self.data is not None:
+            with open(self.fd, 'wb') as f:
+                f.write(self.data)
+            return
+        with open(self.fd, 'rb') as f:
+            while True:
+                d = f.read(65536)
+                if not d:
+                    break
+                self.got += d
+        self.eof = True
+
+
+def wait_migrated(c, what):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        st = ok_return(c.execute('query-migrate', events=[]), 'query-migrate').get('status')
+        if st in ('completed', 'failed', 'cancelled'):
+            check(st == 'completed', '%s: query-migrate says completed' % what, 'completed', st)
+            return
+        time.sleep(0.05)
+    fail('%s: no end of the migration within 30 s' % what, 'completed', st)
+
+
+@case('getfd')
+@with_vm
+def t_getfd(vm):
+    """getfd/closefd with descriptors passed over the socket (QEMU's errors), migrate fd:NAME
+    into a pipe, and the stream back through migrate-incoming fd:NAME and -incoming fd:N."""
+    c = vm.connect()
+    c.negotiate()
+    want = {
+        'getfd without a descriptor': (lambda: c.execute('getfd', {'fdname': 'x'}),
+                                       'No file descriptor supplied via SCM_RIGHTS'),
+        'closefd of an unknown name': (lambda: c.execute('closefd', {'fdname': 'x'}),
+                                       "File descriptor named 'x' not found"),
+        'migrate fd: of an unknown name': (lambda: c.execute('migrate', {'uri': 'fd:x'}),
+                                           "File descriptor named 'x' has not been found"),
+        'migrate fd:NUMBER (names only)': (lambda: c.execute('migrate', {'uri': 'fd:1'}),
+                                           "File descriptor named '1' has not been found"),
+        'migrate resume': (lambda: c.execute('migrate', {'uri': 'fd:x', 'resume': True}),
+                           'Cannot resume if there is no paused migration'),
+    }
+    for what, (run, desc) in want.items():
+        got = error_desc(run())
+        check(got == desc, what, desc, got)
+    if not OPTS.reference:  # QEMU 7.2 has block migration; qlite expects shared disks
+        got = error_desc(c.execute('migrate', {'uri': 'fd:x', 'blk': True}))
+        check('block migration' in (got or ''), 'migrate blk is refused', 'an error', got)
+    r, w = os.pipe()
+    got = error_desc(send_fd(c, w, {'execute': 'getfd', 'arguments': {'fdname': '9lives'}}))
+    check(got == "Parameter 'fdname' expects a name not starting with a digit",
+          'getfd: a name starting with a digit', 'QEMU\'s error', got)
+    ok_return(send_fd(c, w, {'execute': 'getfd', 'arguments': {'fdname': 'out'}}), 'getfd')
+    ok_return(c.execute('closefd', {'fdname': 'out'}), 'closefd')
+    got = error_desc(c.execute('closefd', {'fdname': 'out'}))
+    check(got == "File descriptor named 'out' not found", 'closefd twice', 'not found', got)
+    # The same name twice: the second descriptor replaces the first.
+    ok_return(send_fd(c, w, {'execute': 'getfd', 'arguments': {'fdname': 'out'}}), 'getfd')
+    ok_return(send_fd(c, w, {'execute': 'getfd', 'arguments': {'fdname': 'out'}}), 'getfd again')
+    os.close(w)
+    reader = PipeEnd(r)
+    ok_return(c.execute('migrate', {'uri': 'fd:out'}, events=[]), 'migrate fd:out')
+    wait_migrated(c, 'migrate fd:out')
+    reader.join(10)
+    check(reader.eof, 'the VMM closes the descriptor when the stream is written',
+          'EOF on the pipe', '%d bytes, no EOF' % len(reader.got))
+    magic = b'QEVM' if OPTS.reference else b'QLITEMIG'
+    check(reader.got.startswith(magic), 'the pipe carries a migration stream', magic,
+          reader.got[:16])
+    got = error_desc(c.execute('closefd', {'fdname': 'out'}))
+    check(got == "File descriptor named 'out' not found", 'the migration took the descriptor',
+          'not found', got)
+    stream = reader.got
+
+    dst = VM(['-incoming', 'defer'])
+    try:
+        d = dst.connect()
+        d.negotiate()
+        r2, w2 = os.pipe()
+        ok_return(send_fd(d, r2, {'execute': 'getfd', 'arguments': {'fdname': 'in'}}),
+                  'getfd on the destination')
+        os.close(r2)
+        writer = PipeEnd(w2, stream)
+        ok_return(d.execute('migrate-incoming', {'uri': 'fd:in'}, events=[]),
+                  'migrate-incoming fd:in')
+        wait_migrated(d, 'migrate-incoming fd:in')
+        writer.join(10)
+    finally:
+        dst.close()
+    r3, w3 = os.pipe()
+    dst = VM(['-incoming', 'fd:%d' % r3], pass_fds=(r3,))
+    os.close(r3)
+    try:
+        PipeEnd(w3, stream)
+        d = dst.connect()
+        d.negotiate()
+        wait_migrated(d, '-incoming fd:%d' % r3)
+    finally:
+        dst.close()
 
 
 # ---------------------------------------------------------------------------
