@@ -19,9 +19,11 @@ each figure means and how to read it on a host that emulates guest ring 0.
 """
 import argparse
 import csv
+import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +33,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "boot"))
 import net_setup  # noqa: E402  host-side TCP peers of the selftest's net checks
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "qmp"))
+import qmp_test  # noqa: E402  the QMP client of the protocol tests
+
+qmp_test.OPTS = argparse.Namespace(verbose=False)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -43,8 +49,11 @@ APT_PACKAGES = ["qemu-system-x86", "gnuplot-nox"]
 
 # The VMMs: qlite, and QEMU with the machine types that have our devices.
 # Guest RAM is a memfd for both, so "VMM memory" (RssAnon + RssFile) leaves it out.
-QEMU_COMMON = ["-cpu", "host,-arch-capabilities", "-accel", "kvm", "-nodefaults",
-               "-no-user-config", "-object", f"memory-backend-memfd,id=ram,size={RAM_MIB}M"]
+def qemu_common(ram_mib=RAM_MIB):
+    return ["-cpu", "host,-arch-capabilities", "-accel", "kvm", "-nodefaults", "-no-user-config",
+            "-object", f"memory-backend-memfd,id=ram,size={ram_mib}M"]
+
+
 # Start-latency runs only: every vCPU ioctl traced would slow a whole boot down.
 QEMU_TRACE = ["-trace", "kvm_vcpu_ioctl", "-msg", "timestamp=on"]
 VMMS = {
@@ -120,19 +129,24 @@ def host_params():
                           text=True, check=True).stdout.strip()
 
 
-def vmm_command(vmm, qlite, kernel, disk, append, trace=False):
-    common = ["-m", str(RAM_MIB), "-display", "none", "-serial", "stdio",
-              "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-              "-kernel", kernel, "-append", append]
-    if vmm == "qlite":
-        # -nodefaults as for QEMU: no default NIC.
-        return [qlite, "-nodefaults", "-drive", f"file={disk},format=raw,if=virtio"] + common
-    if vmm == "microvm":
+def vmm_command(vmm, qlite, kernel, disk, append, trace=False, ram_mib=RAM_MIB, serial="stdio",
+                exit_device=True, extra=()):
+    """The command line of one VMM; disk None for none, extra appended (QMP, -incoming)."""
+    common = ["-m", str(ram_mib), "-display", "none", "-serial", serial]
+    if exit_device:
+        common += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+    common += ["-kernel", kernel, "-append", append] + list(extra)
+    if disk is None:
+        drive = []
+    elif vmm == "microvm":
         drive = ["-drive", f"file={disk},format=raw,if=none,id=d0",
                  "-device", "virtio-blk-device,drive=d0"]
     else:
         drive = ["-drive", f"file={disk},format=raw,if=virtio"]
-    return (["qemu-system-x86_64", "-M", VMMS[vmm]["machine"]] + QEMU_COMMON +
+    if vmm == "qlite":
+        # -nodefaults as for QEMU: no default NIC.
+        return [qlite, "-nodefaults"] + drive + common
+    return (["qemu-system-x86_64", "-M", VMMS[vmm]["machine"]] + qemu_common(ram_mib) +
             (QEMU_TRACE if trace else []) + drive + common)
 
 
@@ -312,7 +326,7 @@ def net_once(vmm, backend, qlite, kdir, base_append, tmp, log_path):
         if vmm == "qlite":
             cmd = [qlite, "-nodefaults"] + args + common
         else:
-            cmd = (["qemu-system-x86_64", "-M", VMMS[vmm]["machine"]] + QEMU_COMMON + args +
+            cmd = (["qemu-system-x86_64", "-M", VMMS[vmm]["machine"]] + qemu_common() + args +
                    common)
         run = Run(vmm, st.prefix + cmd, dict(os.environ))
         status = run.wait(BOOT_TIMEOUT)
@@ -333,10 +347,311 @@ def net_once(vmm, backend, qlite, kdir, base_append, tmp, log_path):
     return f
 
 
-def summarize(samples, vmms):
+# ---- Migration (--migration) ----
+#
+# Save to a file and restore, and live migration over TCP, driven through QMP
+# exactly as a management tool drives QEMU: the same commands on both VMMs,
+# whatever qlite does underneath (stop-and-copy or pre-copy).
+
+MIG_SIZES = (128, 1024)  # guest RAM, MiB
+# QEMU's default max-bandwidth is 32 MiB/s, which would decide every figure:
+# both VMMs get this instead (bytes/s). downtime-limit stays at the default 300 ms.
+MIG_BANDWIDTH = 100 << 30
+MIG_TIMEOUT = 300
+HEARTBEAT_MS = 1000  # the idle guest: one console line a second after its verdict
+# The busy guest: the selftest's mig_workload rewrites MIG_KIB every round,
+# MIG_PAUSE_MS between rounds, for more rounds than a run lasts.
+MIG_KIB = 2048
+MIG_PAUSE_MS = 200
+MIG_FIGURES = []
+for _mib in MIG_SIZES:
+    MIG_FIGURES += [
+        (f"save_{_mib}", f"save {_mib} MiB to a file (query-migrate total-time)", "ms", "lower"),
+        (f"save_wall_{_mib}", f"save {_mib} MiB, wall (migrate -> completed)", "ms", "lower"),
+        (f"file_{_mib}", f"saved file, {_mib} MiB guest", "MiB", "lower"),
+        (f"restore_{_mib}", f"restore {_mib} MiB (start -> running)", "ms", "lower"),
+        (f"live_idle_total_{_mib}", f"live migration, idle {_mib} MiB: total-time", "ms", "lower"),
+        (f"live_idle_wall_{_mib}", f"live migration, idle {_mib} MiB: wall (migrate -> completed)",
+         "ms", "lower"),
+        (f"live_idle_down_{_mib}", f"live migration, idle {_mib} MiB: downtime", "ms", "lower"),
+    ]
+    if _mib == MIG_SIZES[0]:
+        MIG_FIGURES += [
+            (f"live_busy_total_{_mib}", f"live migration, busy {_mib} MiB: total-time", "ms",
+             "lower"),
+            (f"live_busy_wall_{_mib}", f"live migration, busy {_mib} MiB: wall (migrate -> "
+             "completed)", "ms", "lower"),
+            (f"live_busy_down_{_mib}", f"live migration, busy {_mib} MiB: downtime", "ms",
+             "lower"),
+        ]
+
+
+class Monitor(qmp_test.Client):
+    """A negotiated QMP client (the tests' client) that keeps events with their arrival time."""
+
+    def __init__(self, path, proc):
+        self.proc = proc
+        deadline = time.monotonic() + 30
+        while not os.path.exists(path):  # QEMU creates its socket only after some set-up
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"no QMP socket {path} (exit status {proc.poll()})")
+            time.sleep(0.005)
+        super().__init__(path, connect_timeout=10)
+        self.events = []
+        self.negotiate()
+
+    def cmd(self, name, args=None, timeout=60):
+        evs = []
+        deadline = time.monotonic() + timeout
+        self.send(json.dumps({"execute": name} | ({"arguments": args} if args else {})))
+        while True:
+            raw = self.recv_raw(max(deadline - time.monotonic(), 0))
+            if raw is None:
+                raise RuntimeError(f"{name}: no reply within {timeout} s")
+            obj = json.loads(raw)
+            if "event" in obj:
+                self.events.append((time.monotonic(), obj))
+                continue
+            if "error" in obj:
+                raise RuntimeError(f"{name} {args or ''}: {obj['error'].get('desc')}")
+            return obj["return"]
+
+    def wait_event(self, match, timeout):
+        """The first event match(obj) accepts: (arrival time, event); RuntimeError on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, (t, e) in enumerate(self.events):
+                if match(e):
+                    del self.events[i]
+                    return t, e
+            left = deadline - time.monotonic()
+            raw = self.recv_raw(left) if left > 0 else None
+            if raw is None:
+                raise RuntimeError(f"no matching event within {timeout} s")
+            self.events.append((time.monotonic(), json.loads(raw)))
+
+    def wait_status(self, want, timeout, poll=0.01):
+        """Polls query-status until the run state is want; the monotonic time it was seen."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited with status {self.proc.returncode}")
+            st = self.cmd("query-status", timeout=max(deadline - time.monotonic(), 1))["status"]
+            now = time.monotonic()
+            if st == want:
+                return now
+            if st in ("internal-error", "shutdown", "guest-panicked"):
+                raise RuntimeError(f"run state {st}")
+            time.sleep(poll)
+        raise RuntimeError(f"not {want} within {timeout} s")
+
+
+class MigVM:
+    """One VMM process for the migration figures: console in a file, QMP on a unix socket."""
+
+    def __init__(self, vmm, qlite, kdir, tmp, name, ram_mib, append, incoming=None):
+        self.name = name
+        self.console = os.path.join(tmp, name + ".console")
+        self.stderr = os.path.join(tmp, name + ".stderr")
+        sock = os.path.join(tmp, name + ".qmp")
+        extra = ["-qmp", f"unix:{sock},server=on,wait=off"]
+        if incoming:
+            extra += ["-incoming", incoming]
+        cmd = vmm_command(vmm, qlite, os.path.join(kdir, "vmlinux"), None, append,
+                          ram_mib=ram_mib, serial=f"file:{self.console}", exit_device=False,
+                          extra=extra)
+        env = dict(os.environ)
+        env.pop("G_MESSAGES_DEBUG", None)
+        self.t0 = time.monotonic()
+        with open(self.stderr, "wb") as err:
+            self.p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=err, env=env)
+        try:
+            self.mon = Monitor(sock, self.p)
+        except (RuntimeError, OSError) as e:
+            self.close()
+            raise RuntimeError(f"{name}: {e}: {self.tail()}")
+
+    def text(self):
+        try:
+            with open(self.console, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def tail(self):
+        try:
+            with open(self.stderr, "rb") as f:
+                return f.read().decode("utf-8", "replace").strip()[-300:]
+        except FileNotFoundError:
+            return ""
+
+    def wait_console(self, pattern, timeout, count=1):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.findall(pattern, self.text())
+            if len(found) >= count:
+                return found
+            if "qlite-selftest: FAIL" in self.text():
+                raise RuntimeError(f"{self.name}: the selftest failed")
+            if self.p.poll() is not None:
+                raise RuntimeError(f"{self.name}: exited ({self.p.returncode}) before "
+                                   f"'{pattern}': {self.tail()}")
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: no '{pattern}' within {timeout} s")
+
+    def set_params(self):
+        self.mon.cmd("migrate-set-capabilities",
+                     {"capabilities": [{"capability": "events", "state": True}]})
+        self.mon.cmd("migrate-set-parameters", {"max-bandwidth": MIG_BANDWIDTH})
+
+    def migrate(self, uri):
+        """migrate; (query-migrate once completed, wall seconds from migrate to completed)."""
+        self.set_params()
+        self.mon.events.clear()  # only what this migration says counts
+        start = time.monotonic()
+        self.mon.cmd("migrate", {"uri": uri})
+        t, ev = self.mon.wait_event(
+            lambda e: e["event"] == "MIGRATION" and
+            e["data"]["status"] in ("completed", "failed", "cancelled"), MIG_TIMEOUT)
+        info = self.mon.cmd("query-migrate")
+        if ev["data"]["status"] != "completed" or info.get("status") != "completed":
+            raise RuntimeError(f"{self.name}: migrate {uri}: {ev['data']['status']} "
+                               f"({info.get('error-desc', '')}) {self.tail()}")
+        return info, t - start
+
+    def close(self, log_path=None):
+        if self.p.poll() is None:
+            try:
+                self.mon.send('{"execute": "quit"}')
+                self.p.wait(15)
+            except Exception:  # noqa: BLE001  a VMM that does not quit is killed
+                pass
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        if getattr(self, "mon", None):
+            self.mon.close()
+        if log_path and os.path.exists(self.console):
+            shutil.copyfile(self.console, log_path)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def live(src, vmm, qlite, kdir, tmp, name, ram_mib, append, logs):
+    """Migrates src to a new process over TCP; (total-time, downtime, wall ms, destination)."""
+    port = free_port()
+    dst = MigVM(vmm, qlite, kdir, tmp, name, ram_mib, append, incoming=f"tcp:127.0.0.1:{port}")
+    try:
+        st = dst.mon.cmd("query-status")["status"]
+        if st != "inmigrate":
+            raise RuntimeError(f"{name}: run state {st} before the migration, not inmigrate")
+        dst.set_params()
+        info, wall = src.migrate(f"tcp:127.0.0.1:{port}")
+        dst.mon.wait_status("running", MIG_TIMEOUT)
+    except RuntimeError:
+        dst.close(os.path.join(logs, name + ".console"))
+        raise
+    # QEMU 7.2 on a VM that was itself restored from a stream often reports total-time
+    # and downtime 0 for a migration that did take place: no figure rather than a false
+    # one (the wall time still counts).
+    if not info.get("total-time"):
+        log(f"  {src.name}: query-migrate says total-time 0, downtime {info.get('downtime')}: "
+            "left out")
+        return None, None, ms(wall), dst
+    return info["total-time"], info.get("downtime"), ms(wall), dst
+
+
+def mig_idle_chain(vmm, qlite, kdir, tmp, ram_mib, append, logs, f):
+    """Boot, save to a file, restore from it, then migrate the restored VM live."""
+    state = os.path.join(tmp, f"{vmm}-{ram_mib}.state")
+    tag = f"{vmm}-mig-{ram_mib}"
+    src = MigVM(vmm, qlite, kdir, tmp, tag + "-boot", ram_mib, append)
+    try:
+        src.wait_console(r"qlite-selftest: (?:PASS|FAIL)", BOOT_TIMEOUT)
+        src.wait_console(r"heartbeat 1 ", 60)
+        info, wall = src.migrate(f"exec:cat > {state}")
+        f[f"save_{ram_mib}"] = info["total-time"]
+        f[f"save_wall_{ram_mib}"] = ms(wall)
+        f[f"file_{ram_mib}"] = os.path.getsize(state) / (1 << 20)
+    finally:
+        src.close(os.path.join(logs, tag + "-boot.console"))
+    rst = MigVM(vmm, qlite, kdir, tmp, tag + "-restored", ram_mib, append,
+                incoming=f"exec:cat {state}")
+    dst = None
+    try:
+        f[f"restore_{ram_mib}"] = ms(rst.mon.wait_status("running", MIG_TIMEOUT) - rst.t0)
+        os.unlink(state)
+        beats = len(rst.wait_console(r"heartbeat \d+ ", 60))
+        rst.wait_console(r"heartbeat \d+ ", 60, count=beats + 1)  # it runs on, idle
+        total, down, wall, dst = live(rst, vmm, qlite, kdir, tmp, tag + "-live", ram_mib, append,
+                                      logs)
+        f[f"live_idle_total_{ram_mib}"], f[f"live_idle_down_{ram_mib}"] = total, down
+        f[f"live_idle_wall_{ram_mib}"] = wall
+        dst.wait_console(r"heartbeat \d+ ", 60, count=beats + 2)  # the guest goes on there
+    finally:
+        rst.close(os.path.join(logs, tag + "-restored.console"))
+        if dst:
+            dst.close(os.path.join(logs, tag + "-live.console"))
+
+
+def mig_busy(vmm, qlite, kdir, tmp, ram_mib, append, logs, f):
+    """Live migration while the guest rewrites MIG_KIB every round."""
+    tag = f"{vmm}-mig-busy-{ram_mib}"
+    src = MigVM(vmm, qlite, kdir, tmp, tag + "-boot", ram_mib, append)
+    dst = None
+    try:
+        src.wait_console(r"mig round 3 ", BOOT_TIMEOUT)
+        total, down, wall, dst = live(src, vmm, qlite, kdir, tmp, tag + "-live", ram_mib, append,
+                                      logs)
+        f[f"live_busy_total_{ram_mib}"], f[f"live_busy_down_{ram_mib}"] = total, down
+        f[f"live_busy_wall_{ram_mib}"] = wall
+        last = int(re.findall(r"mig round (\d+) ", src.text())[-1])
+        dst.wait_console(rf"mig round {last + 2} ", 120)  # the rounds go on there
+        if re.search(r"not ok \d+ - mig_workload", dst.text()):
+            raise RuntimeError(f"{tag}: the workload saw its memory change")
+    finally:
+        src.close(os.path.join(logs, tag + "-boot.console"))
+        if dst:
+            dst.close(os.path.join(logs, tag + "-live.console"))
+
+
+def migration_runs(vmms, runs, qlite, kdir, base_append, out):
+    """samples[vmm] = [figures per run], notes = reasons for what could not be measured."""
+    idle = base_append + f" qlite_selftest.checks=cpus qlite_selftest.heartbeat_ms={HEARTBEAT_MS}"
+    busy = (base_append + " qlite_selftest.checks=mig_workload qlite_selftest.mig_rounds=100000"
+            f" qlite_selftest.mig_kib={MIG_KIB} qlite_selftest.mig_ms={MIG_PAUSE_MS}")
+    scenarios = [(f"save/restore/live idle {m} MiB", mig_idle_chain, m, idle) for m in MIG_SIZES]
+    scenarios.insert(1, (f"live busy {MIG_SIZES[0]} MiB", mig_busy, MIG_SIZES[0], busy))
+    samples = {v: [{} for _ in range(runs)] for v in vmms}
+    notes = []
+    logs = os.path.join(out, "logs")
+    with tempfile.TemporaryDirectory(prefix="qlite-bench-mig-") as tmp:
+        for i in range(runs):
+            order = vmms[i % len(vmms):] + vmms[:i % len(vmms)]
+            for what, fn, ram_mib, append in scenarios:
+                for v in order:
+                    log(f"run {i + 1}/{runs}: {VMMS[v]['label']}: {what}")
+                    start = time.monotonic()
+                    try:
+                        fn(v, qlite, kdir, tmp, ram_mib, append, logs, samples[v][i])
+                    except (RuntimeError, OSError, KeyError, ValueError) as e:
+                        log(f"  failed: {e}")
+                        notes.append(f"{VMMS[v]['label']}, {what}, run {i + 1}: {e}")
+                    log(f"  {time.monotonic() - start:.0f} s: " + ", ".join(
+                        f"{k}={fmt(x)}" for k, x in samples[v][i].items()
+                        if k.endswith(f"_{ram_mib}") and x is not None))
+    return samples, notes
+
+
+def summarize(samples, vmms, figures=FIGURES):
     """Per figure and VMM: median, min, max over the runs; None when never measured."""
     table = {}
-    for key, *_ in FIGURES:
+    for key, *_ in figures:
         row = {}
         for v in vmms:
             vals = [s[key] for s in samples[v] if s.get(key) is not None]
@@ -360,12 +675,12 @@ def ratio(table, key, a, b):
     return ra[0] / rb[0]
 
 
-def markdown(table, vmms, runs):
+def markdown(table, vmms, runs, figures=FIGURES):
     qemus = [v for v in vmms if v != "qlite"]
     head = ["figure", "unit"] + [VMMS[v]["label"] + " median (min-max)" for v in vmms]
     head += [f"qlite/{VMMS[q]['label']}" for q in qemus if "qlite" in vmms]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, label, unit, better in FIGURES:
+    for key, label, unit, better in figures:
         cells = [label, f"{unit} ({better} is better)"]
         for v in vmms:
             r = table[key][v]
@@ -379,28 +694,28 @@ def markdown(table, vmms, runs):
     return "\n".join(lines)
 
 
-def write_csv(path, table, vmms):
+def write_csv(path, table, vmms, figures=FIGURES):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["figure", "unit", "better", "vmm", "median", "min", "max"])
-        for key, label, unit, better in FIGURES:
+        for key, label, unit, better in figures:
             for v in vmms:
                 r = table[key][v]
                 w.writerow([key, unit, better, v] + (["n/a"] * 3 if r is None else list(r)))
 
 
-def write_chart(path, table, vmms):
+def write_chart(path, table, vmms, figures=FIGURES):
     """Bars of qlite/QEMU per figure (1 = equal); figures where lower is better are inverted
     so that a bar above 1 always means qlite is better."""
     if not shutil.which("gnuplot") or "qlite" not in vmms:
         return False
     qemus = [v for v in vmms if v != "qlite"]
     rows = []
-    for key, label, unit, better in FIGURES:
+    for key, label, unit, better in figures:
         vals = []
         for q in qemus:
             rr = ratio(table, key, "qlite", q)
-            vals.append("NaN" if rr is None else f"{(1 / rr if better == 'lower' else rr):.4f}")
+            vals.append("NaN" if not rr else f"{(1 / rr if better == 'lower' else rr):.4f}")
         if any(v != "NaN" for v in vals):
             rows.append((label, vals))
     if not rows:
@@ -438,6 +753,10 @@ SANE = {"ms": (0.01, 60000), "s": (0.1, BOOT_TIMEOUT), "MiB": (0.5, 4096),
         "ns/exit": (10, 1e9), "IOPS": (1, 1e7), "req/s": (10, 1e8)}
 
 
+# Migration: a downtime may round to 0 ms; a 1 GiB save may take minutes.
+MIG_SANE = {"ms": (0, MIG_TIMEOUT * 1000), "MiB": (0.01, 4096)}
+
+
 def expected(key, vmm, net):
     """Whether vmm gives figure key: network figures only with --net, the device model is ours."""
     if key.startswith("net_"):
@@ -445,12 +764,12 @@ def expected(key, vmm, net):
     return vmm == "qlite" or not key.startswith("model_")
 
 
-def check(table, md, vmms, chart, net):
+def check(table, md, vmms, chart, net, figures=FIGURES, sane=SANE):
     problems = []
-    for key, label, unit, _ in FIGURES:
+    for key, label, unit, _ in figures:
         if label not in md:
             problems.append(f"row '{label}' missing from the table")
-        lo, hi = SANE.get(unit, (None, None))
+        lo, hi = sane.get(unit, (None, None))
         for v in vmms:
             r = table[key][v]
             if not expected(key, v, net):
@@ -466,6 +785,25 @@ def check(table, md, vmms, chart, net):
     return problems
 
 
+def migration_main(a, vmms, qlite, kdir, base_append):
+    samples, notes = migration_runs(vmms, a.runs, qlite, kdir, base_append, a.out)
+    table = summarize(samples, vmms, MIG_FIGURES)
+    md = markdown(table, vmms, a.runs, MIG_FIGURES)
+    print(md)
+    for n in notes:
+        print(f"- not measured: {n}")
+    csv_path = os.path.join(a.out, "latest-migration.csv")
+    write_csv(csv_path, table, vmms, MIG_FIGURES)
+    chart = write_chart(os.path.join(a.out, "latest-migration.png"), table, vmms, MIG_FIGURES)
+    log(f"wrote {csv_path}" + (" and latest-migration.png" if chart else ""))
+    if a.check:
+        problems = check(table, md, vmms, chart, False, MIG_FIGURES, MIG_SANE)
+        for p in problems:
+            print(f"CHECK FAILED: {p}")
+        return 1 if problems else 0
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -479,6 +817,10 @@ def main():
     ap.add_argument("--net", action="store_true",
                     help="also measure TCP through slirp and tap (one more boot per VMM and "
                          "backend, a few minutes each here)")
+    ap.add_argument("--migration", action="store_true",
+                    help="instead of the boot figures, measure save/restore through a file and "
+                         "live migration over TCP (guests of " +
+                         " and ".join(f"{m} MiB" for m in MIG_SIZES) + ")")
     ap.add_argument("--check", action="store_true",
                     help="smoke test: fail unless every figure a VMM can give has a sane value")
     a = ap.parse_args()
@@ -500,6 +842,8 @@ def main():
     samples = {v: [] for v in vmms}
     net_setup.report = log
     os.makedirs(os.path.join(a.out, "logs"), exist_ok=True)
+    if a.migration:
+        return migration_main(a, vmms, qlite, kdir, base_append)
     with tempfile.TemporaryDirectory(prefix="qlite-bench-") as tmp:
         for i in range(a.runs):
             # Rotate the order every run: no VMM always runs first or last.

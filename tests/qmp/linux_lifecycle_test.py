@@ -241,8 +241,10 @@ def mid_boot(a, tmp, how):
             p.wait()
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+def setup(description):
+    """The Linux QMP tests' command line (--vmm, --log-dir) and checks: the options,
+    with kdir the test kernel's directory, or the exit status (77: skip, 1: no kernel)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--vmm", required=True)
     ap.add_argument("--log-dir", default=".")
     a = ap.parse_args()
@@ -255,6 +257,13 @@ def main():
         print("FAIL: the test kernel is not built; run tests/guest/build-kernel.sh")
         return 1
     os.makedirs(a.log_dir, exist_ok=True)
+    return a
+
+
+def main():
+    a = setup(__doc__)
+    if isinstance(a, int):
+        return a
     with tempfile.TemporaryDirectory(prefix="qlite-linux-lifecycle-") as tmp:
         lifecycle(a, tmp)
         mid_boot(a, tmp, "quit")

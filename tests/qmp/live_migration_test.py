@@ -20,7 +20,6 @@ runs on the source A:
      workload (every round once, in order, across A, C and D; memory, disk
      buffer and clock checked every round) and its disk check: exit 33.
 """
-import argparse
 import os
 import re
 import signal
@@ -213,19 +212,9 @@ def quit_source(src, dst):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--vmm", required=True)
-    ap.add_argument("--log-dir", default=".")
-    a = ap.parse_args()
-    qmp_test.OPTS = argparse.Namespace(verbose=False)
-    if not os.path.exists("/dev/kvm"):
-        print("SKIP: /dev/kvm is missing")
-        return 77
-    a.kdir = boot_test.kernel_dir()
-    if not a.kdir:
-        print("FAIL: the test kernel is not built; run tests/guest/build-kernel.sh")
-        return 1
-    os.makedirs(a.log_dir, exist_ok=True)
+    a = lc.setup(__doc__)
+    if isinstance(a, int):
+        return a
     vms = []
     with tempfile.TemporaryDirectory(prefix="qlite-live-") as tmp:
         a.disk = os.path.join(tmp, "vda.img")

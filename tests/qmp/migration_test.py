@@ -13,7 +13,6 @@ RAM are refused with their reason and exit status 1, and the guest never runs.
 
 Usage: migration_test.py --vmm QLITE [--log-dir DIR]   (exit 0, 1, 77 skip)
 """
-import argparse
 import os
 import re
 import subprocess
@@ -120,19 +119,9 @@ def refused(a, tmp, disk, seed, state, what, want, extra=()):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--vmm", required=True)
-    ap.add_argument("--log-dir", default=".")
-    a = ap.parse_args()
-    qmp_test.OPTS = argparse.Namespace(verbose=False)
-    if not os.path.exists("/dev/kvm"):
-        print("SKIP: /dev/kvm is missing")
-        return 77
-    a.kdir = boot_test.kernel_dir()
-    if not a.kdir:
-        print("FAIL: the test kernel is not built; run tests/guest/build-kernel.sh")
-        return 1
-    os.makedirs(a.log_dir, exist_ok=True)
+    a = lc.setup(__doc__)
+    if isinstance(a, int):
+        return a
     with tempfile.TemporaryDirectory(prefix="qlite-migration-") as tmp:
         disk = os.path.join(tmp, "vda.img")
         seed = int.from_bytes(os.urandom(3), "little") + 1
