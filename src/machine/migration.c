@@ -230,10 +230,11 @@ static int mig_send(Machine *m, int fd, bool *handed_over, GError **error)
         machine_save_begin(m, o.w, error) &&
         (!live || (mig_start_logging(&o, error) && mig_sync(&o, error) && mig_precopy(&o, error)));
     if (ok) {
-        prev = mig_stop_vm(m);
+        /* Downtime starts as the vCPUs are told to stop (as QEMU counts it). */
         g_mutex_lock(&m->mig_lock);
         m->mig_stop_us = g_get_monotonic_time();
         g_mutex_unlock(&m->mig_lock);
+        prev = mig_stop_vm(m);
         /* Shared disks: the source flushes and unlocks before the destination can take over. */
         *handed_over = ok = machine_handover(m, false, error);
         ok = ok && (!o.logging || mig_sync(&o, error)) && mig_send_pending(&o, 0, error) &&
@@ -271,7 +272,7 @@ static gpointer mig_out_thread(gpointer opaque)
     bool cancelled = g_atomic_int_get(&m->mig_cancel);
     g_mutex_lock(&m->mig_lock);
     m->mig_total_ms = ms_since(m->mig_start_us);
-    m->mig_downtime_ms = prev >= 0 ? (g_get_monotonic_time() - m->mig_stop_us) / 1000 : 0;
+    m->mig_downtime_ms = prev >= 0 ? (g_get_monotonic_time() - m->mig_stop_us + 500) / 1000 : 0;
     g_mutex_unlock(&m->mig_lock);
     if (ok && !cancelled) {
         g_atomic_int_set(&m->runstate, RUN_STATE_POSTMIGRATE);
