@@ -575,8 +575,8 @@ static bool migration_fd(QmpServer *s, const char *uri, bool numbers, int *fd, J
     }
     *fd = monitor_fd_take(s, uri + 3);
     if (*fd < 0) {
-        *error = qmp_error("GenericError", "File descriptor named '%s' has not been found",
-                           uri + 3);
+        *error =
+            qmp_error("GenericError", "File descriptor named '%s' has not been found", uri + 3);
         return false;
     }
     return true;
@@ -591,8 +591,8 @@ static bool bool_arg(JsonObject *args, const char *name, bool *out, JsonNode **e
         return true;
     }
     if (!JSON_NODE_HOLDS_VALUE(v) || json_node_get_value_type(v) != G_TYPE_BOOLEAN) {
-        *error = qmp_error("GenericError", "Invalid parameter type for '%s', expected: boolean",
-                           name);
+        *error =
+            qmp_error("GenericError", "Invalid parameter type for '%s', expected: boolean", name);
         return false;
     }
     *out = json_node_get_boolean(v);
