@@ -156,10 +156,15 @@ void guest_mem_dirty_collect(GuestMem *mem, unsigned long *bitmap)
     }
 }
 
-void guest_mem_mark_dirty(GuestMem *mem, const void *hva, uint64_t len)
+/* Acquire pairs with the set in start: the bitmap exists and is cleared. */
+static bool dirty_tracking(GuestMem *mem)
 {
-    /* Acquire pairs with the set in start: the bitmap exists and is cleared. */
-    if (!len || !g_atomic_int_get(&mem->dirty_on)) {
+    return g_atomic_int_get(&mem->dirty_on);
+}
+
+static void mark_range(GuestMem *mem, const void *hva, uint64_t len)
+{
+    if (!len) {
         return;
     }
     uint64_t first = (uint64_t)((const uint8_t *)hva - mem->base) / GUEST_PAGE_SIZE;
@@ -167,5 +172,22 @@ void guest_mem_mark_dirty(GuestMem *mem, const void *hva, uint64_t len)
     for (uint64_t p = first; p <= last; p++) {
         __atomic_fetch_or(&mem->dirty[p / GUEST_BITS_PER_LONG], 1UL << (p % GUEST_BITS_PER_LONG),
                           __ATOMIC_RELEASE);
+    }
+}
+
+void guest_mem_mark_dirty(GuestMem *mem, const void *hva, uint64_t len)
+{
+    if (dirty_tracking(mem)) {
+        mark_range(mem, hva, len);
+    }
+}
+
+void guest_mem_mark_dirty_iov(GuestMem *mem, const struct iovec *iov, unsigned n)
+{
+    if (!dirty_tracking(mem)) {
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        mark_range(mem, iov[i].iov_base, iov[i].iov_len);
     }
 }

@@ -10,6 +10,7 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define GUEST_MEM_HIGH_BASE   0x100000000ULL
 #define GUEST_MEM_MAX_REGIONS 2
@@ -70,3 +71,5 @@ void guest_mem_dirty_stop(GuestMem *mem);
 void guest_mem_dirty_collect(GuestMem *mem, unsigned long *bitmap);
 /* [hva, hva+len) must lie inside guest RAM (as every checked pointer does). */
 void guest_mem_mark_dirty(GuestMem *mem, const void *hva, uint64_t len);
+/* The same for each buffer of an iovec into guest RAM. */
+void guest_mem_mark_dirty_iov(GuestMem *mem, const struct iovec *iov, unsigned n);

@@ -1116,43 +1116,27 @@ static void json_append_string(GString *out, const char *str)
     g_string_append_c(out, '"');
     for (const char *p = str; *p; p = g_utf8_next_char(p)) {
         gunichar ch = g_utf8_get_char_validated(p, -1);
-        switch (ch) {
-        case '"':
-            g_string_append(out, "\\\"");
-            break;
-        case '\\':
-            g_string_append(out, "\\\\");
-            break;
-        case '\b':
-            g_string_append(out, "\\b");
-            break;
-        case '\f':
-            g_string_append(out, "\\f");
-            break;
-        case '\n':
-            g_string_append(out, "\\n");
-            break;
-        case '\r':
-            g_string_append(out, "\\r");
-            break;
-        case '\t':
-            g_string_append(out, "\\t");
-            break;
-        default:
-            if (ch == (gunichar)-1 || ch == (gunichar)-2) {
-                g_string_append(out, "\\ufffd"); /* invalid UTF-8 */
-                g_string_append_c(out, '"');
-                return;
-            }
-            if (ch >= 0x20 && ch < 0x7f) {
-                g_string_append_c(out, (char)ch);
-            } else if (ch < 0x10000) {
-                g_string_append_printf(out, "\\u%04x", ch);
-            } else {
-                ch -= 0x10000;
-                g_string_append_printf(out, "\\u%04x\\u%04x", 0xd800 | (ch >> 10),
-                                       0xdc00 | (ch & 0x3ff));
-            }
+        /* JSON's two-character escapes; ch is never 0 here (the loop ends there). */
+        static const char plain[] = "\"\\\b\f\n\r\t", escaped[] = "\"\\bfnrt";
+        const char *hit = ch < 0x80 ? strchr(plain, (int)ch) : NULL;
+        if (hit) {
+            g_string_append_c(out, '\\');
+            g_string_append_c(out, escaped[hit - plain]);
+            continue;
+        }
+        if (ch == (gunichar)-1 || ch == (gunichar)-2) {
+            g_string_append(out, "\\ufffd"); /* invalid UTF-8 */
+            g_string_append_c(out, '"');
+            return;
+        }
+        if (ch >= 0x20 && ch < 0x7f) {
+            g_string_append_c(out, (char)ch);
+        } else if (ch < 0x10000) {
+            g_string_append_printf(out, "\\u%04x", ch);
+        } else {
+            ch -= 0x10000;
+            g_string_append_printf(out, "\\u%04x\\u%04x", 0xd800 | (ch >> 10),
+                                   0xdc00 | (ch & 0x3ff));
         }
     }
     g_string_append_c(out, '"');

@@ -148,7 +148,9 @@ bool virtio_device_handover(VirtioDevice *vdev, bool own, GError **error);
  */
 void virtio_device_save(VirtioDevice *vdev, GByteArray *out);
 bool virtio_device_load(VirtioDevice *vdev, StateIn *in, GError **error);
-/* Resets the device (draining its I/O), stops the IoThread, closes the eventfds, calls ops->free.
+/*
+ * Resets the device (draining its I/O), stops the IoThread, closes the
+ * eventfds, calls ops->free.
  */
 void virtio_device_free(VirtioDevice *vdev);
 

@@ -328,10 +328,7 @@ void virtqueue_push_many(VirtQueue *vq, VirtQueueElement *const *elems, const ui
 {
     if (vq->used_hva) {
         for (unsigned i = 0; i < n; i++) {
-            for (unsigned j = 0; j < elems[i]->in_num; j++) {
-                guest_mem_mark_dirty(vq->mem, elems[i]->in_sg[j].iov_base,
-                                     elems[i]->in_sg[j].iov_len);
-            }
+            guest_mem_mark_dirty_iov(vq->mem, elems[i]->in_sg, elems[i]->in_num);
         }
         for (unsigned i = 0; i < n; i++) {
             uint16_t slot = (uint16_t)(vq->used_idx + i) % vq->size;

@@ -241,6 +241,13 @@ def mid_boot(a, tmp, how):
             p.wait()
 
 
+def keep_consoles(tmp, log_dir):
+    """Moves the consoles the test's VMs wrote in tmp to log_dir, for a look after a failure."""
+    for name in os.listdir(tmp):
+        if name.endswith(".console"):
+            os.replace(os.path.join(tmp, name), os.path.join(log_dir, name))
+
+
 def setup(description):
     """The Linux QMP tests' command line (--vmm, --log-dir) and checks: the options,
     with kdir the test kernel's directory, or the exit status (77: skip, 1: no kernel)."""
@@ -268,9 +275,7 @@ def main():
         lifecycle(a, tmp)
         mid_boot(a, tmp, "quit")
         mid_boot(a, tmp, "sigterm")
-        for name in os.listdir(tmp):
-            if name.endswith(".console"):
-                os.replace(os.path.join(tmp, name), os.path.join(a.log_dir, name))
+        keep_consoles(tmp, a.log_dir)
     return 1 if failures else 0
 
 

@@ -255,9 +255,7 @@ def main():
         finally:
             for vm in vms:
                 vm.kill()
-            for name in os.listdir(tmp):
-                if name.endswith(".console"):
-                    os.replace(os.path.join(tmp, name), os.path.join(a.log_dir, name))
+            lc.keep_consoles(tmp, a.log_dir)
     return 1 if lc.failures else 0
 
 

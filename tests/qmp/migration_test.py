@@ -146,9 +146,7 @@ def main():
         refused(a, tmp, disk, seed, cut, "a corrupted stream", "checksum mismatch")
         refused(a, tmp, disk, seed, state, "a VM with other RAM", "does not match",
                 ["-m", "128"])
-        for name in os.listdir(tmp):
-            if name.endswith(".console"):
-                os.replace(os.path.join(tmp, name), os.path.join(a.log_dir, name))
+        lc.keep_consoles(tmp, a.log_dir)
     return 1 if lc.failures else 0
 
 
