@@ -27,8 +27,10 @@ esac
 # package lists (a fresh machine), fall back to the newest fetched directory in
 # --path mode, or update them.
 package() {
-    apt-cache depends linux-image-amd64 2>/dev/null |
-        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1
+    local all
+    all=$(apt-cache depends linux-image-amd64 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p')
+    echo "${all%%$'\n'*}"
 }
 pkg=$(package)
 if [ -z "$pkg" ]; then

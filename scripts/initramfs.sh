@@ -39,7 +39,7 @@ chmod 755 "$root/init"
 # dependency sets, so one level of lookup is enough.
 declare -A want=()
 for m in "${modules[@]}"; do
-    line=$(grep -E "/${m//[-_]/[-_]}\.ko(\.[a-z]+)?:" "$dep" | head -n1) ||
+    line=$(grep -m1 -E "/${m//[-_]/[-_]}\.ko(\.[a-z]+)?:" "$dep") ||
         die "module $m is not in $dep"
     for f in ${line/:/}; do want[$f]=1; done
 done

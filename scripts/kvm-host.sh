@@ -115,7 +115,7 @@ EOF
 ensure_initrd() {
     local key
     key=$( { echo "$host_init"; cat "$here/initramfs.sh"; cat "$kdir/version";
-             busybox 2>/dev/null | head -n1; } | sha256sum | cut -c1-16)
+             dpkg-query -W busybox-static; } | sha256sum | cut -c1-16)
     initrd=$cache/host/$key.cpio.gz
     [ -f "$initrd" ] && return 0
     mkdir -p "$cache/host"
