@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Host side of the network boot cases (boot_test.py linux-net-*).
 
-The guest selftest (tests/guest/selftest, checks net_addr, net_tx, net_rx)
+The guest agent (tests/guest/agent.c, checks net_addr, net_tx, net_rx)
 talks TCP with two peers run here on threads:
 - Server: the guest connects (net_tx), sends a stream; we answer with its
   digest once the guest has shut down its side.
@@ -23,6 +23,7 @@ from pattern import disk_pattern, stream_digest
 
 NET_BYTES = 4 << 20
 GUEST_PORT = 5555
+LISTENING = r"qlite-agent: net_rx: listening"
 PEER_TIMEOUT = 600  # the guest boots first; its kernel is emulated here
 # Where the peers' diagnostics go (bench/run.py keeps its stdout for the table).
 report = print
@@ -115,10 +116,17 @@ class Client(Peer):
     def __init__(self, addr, port, seed, netns=None):
         super().__init__(netns)
         self.addr, self.port, self.seed = addr, port, seed
+        # Set by the harness when the guest says it listens: a connection
+        # made earlier through hostfwd is accepted by slirp on the host and
+        # only reaches the guest when a retransmitted SYN finds the listener.
+        self.listening = threading.Event()
 
     def work(self):
         send = disk_pattern(self.seed + 1, NET_BYTES)
         back = disk_pattern(self.seed + 2, NET_BYTES)
+        if not self.listening.wait(PEER_TIMEOUT):
+            self.failures.append("client: the guest never said it listens")
+            return
         deadline = time.monotonic() + PEER_TIMEOUT
         while time.monotonic() < deadline:
             try:
@@ -154,9 +162,9 @@ def free_port():
 
 
 def checks_append(seed, addr, server):
-    return (f"qlite_selftest.checks=net_addr,net_tx,net_rx qlite_selftest.net_addr={addr} "
-            f"qlite_selftest.net_server={server} qlite_selftest.net_port={GUEST_PORT} "
-            f"qlite_selftest.net_seed={seed} qlite_selftest.net_bytes={NET_BYTES}")
+    return (f"qlite_agent.checks=net_addr,net_tx,net_rx qlite_agent.net_addr={addr} "
+            f"qlite_agent.net_server={server} qlite_agent.net_port={GUEST_PORT} "
+            f"qlite_agent.net_seed={seed} qlite_agent.net_bytes={NET_BYTES}")
 
 
 def setup_net_user(tmp, setup_class):
@@ -175,7 +183,8 @@ def setup_net_user(tmp, setup_class):
         args=["-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{hport}-:{GUEST_PORT}",
               "-device", "virtio-net-pci,netdev=n0"],
         append="ip=dhcp " + checks_append(seed, "10.0.2.15", f"10.0.2.2:{server.port}"),
-        post=lambda: server.result() + client.result())
+        post=lambda: server.result() + client.result(),
+        watch=[(LISTENING, client.listening)])
 
 
 TAP_HOST, TAP_GUEST, TAP_IF = "192.168.76.1", "192.168.76.2", "qtap0"
@@ -217,4 +226,5 @@ def setup_net_tap(tmp, setup_class):
         append=(f"ip={TAP_GUEST}::{TAP_HOST}:255.255.255.0::eth0:off " +
                 checks_append(seed, TAP_GUEST, f"{TAP_HOST}:{server.port}")),
         post=lambda: server.result() + client.result(),
+        watch=[(LISTENING, client.listening)],
         cleanup=lambda: ip("netns", "del", ns))
