@@ -29,8 +29,8 @@ import net_setup
 from guest import DEBUG_EXIT, FAIL_STATUS, PASS_STATUS
 from pattern import MASK64, SECTOR, disk_pattern
 
-LINUX_TIMEOUT = 400
-TINY_TIMEOUT = 30
+LINUX_TIMEOUT = 250
+TINY_TIMEOUT = 100
 
 
 def case(kernel, args=(), append="", status=0, expect=(), reject=(), timeout=None,
@@ -233,18 +233,18 @@ CASES = {
                               TAP_OK + r"blk_ro vdc: first \d+ sectors unchanged",
                               TAP_OK + r"blk_ro vdc: still holds the pattern",
                               r"qlite-agent: PASS"],
-                      reject=[r"not ok"], timeout=700),
+                      reject=[r"not ok"], timeout=350),
     "linux-blk-durable": case("guest", DEBUG_EXIT,
                               setup=setup_blk_durable, status=KILLED,
                               kill_on=r"qlite-agent: blk flushed",
                               expect=[TAP_OK + r"blk_serial vda: '" + DURABLE_SERIAL + "'",
                                       TAP_OK + r"blk vda: wrote"],
-                              reject=[r"not ok", r"hold of \d+ s over"], timeout=700),
+                              reject=[r"not ok", r"hold of \d+ s over"], timeout=350),
     "linux-blk-reboot": case("guest", DEBUG_EXIT,
                              setup=setup_blk_reboot, status=PASS_STATUS,
                              expect=[r"qlite-agent: rebooting", TAP_OK + r"came back after reboot",
                                      TAP_OK + r"blk vda: read back", r"qlite-agent: PASS"],
-                             reject=[r"not ok"], timeout=700),
+                             reject=[r"not ok"], timeout=350),
     # virtio-net: user networking (DHCP, the host's loopback, hostfwd) and a tap.
     "linux-net-user": case("guest", DEBUG_EXIT, status=PASS_STATUS,
                            setup=lambda tmp: net_setup.setup_net_user(tmp, Setup),

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The selftest's data pattern and stream digest, computed on the host.
+"""The guest agent's data pattern and stream digest, computed on the host.
 
-Pattern (tests/guest/selftest/qlite_selftest.c, pattern_fill): with seed S,
-512-byte block s holds 64 little-endian u64 words w[i] = h + i*G (mod 2^64)
-with h = mix(S ^ (s*G)), G = 0x9e3779b97f4a7c15, mix = SplitMix64's finalizer.
+Pattern (tests/guest/agent.c, pattern_fill): with seed S, 512-byte block s
+holds 64 little-endian u64 words w[i] = h + i*G (mod 2^64) with
+h = mix(S ^ (s*G)), G = 0x9e3779b97f4a7c15, mix = SplitMix64's finalizer.
 Disks hold it from sector 0; network streams carry it from byte 0.
 
 Digest (digest_words): FNV-1a over the little-endian u64 words of a stream.
@@ -24,7 +24,7 @@ def _mix64(z):
 
 
 def disk_pattern(seed, size):
-    """The bytes the selftest writes over a disk of size bytes with this seed."""
+    """The bytes the guest agent writes over a disk of size bytes with this seed."""
     assert size % SECTOR == 0
     out = bytearray()
     for s in range(size // SECTOR):
@@ -38,7 +38,7 @@ FNV_PRIME = 0x100000001B3
 
 
 def stream_digest(data, h=FNV_OFFSET):
-    """The selftest's stream digest of data (a multiple of 8 bytes)."""
+    """The guest agent's stream digest of data (a multiple of 8 bytes)."""
     for (w,) in struct.iter_unpack("<Q", data):
         h = ((h ^ w) * FNV_PRIME) & MASK64
     return h

@@ -1,22 +1,24 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * qlite guest agent: the checks of the in-kernel selftest
- * (tests/guest/selftest/qlite_selftest.c, documented in tests/guest/README.md)
- * as a static userspace program, for guests that run Debian's stock kernel
- * with a busybox initramfs. The initramfs's /init loads the drivers, mounts
- * /proc, /sys and /dev, configures eth0 and runs /agent as root.
+ * qlite guest agent: the guest side of the Linux boot, QMP and migration
+ * tests and of bench/run.py. A static userspace program in the test guest
+ * (tests/guest/README.md: Debian's stock kernel with a busybox initramfs),
+ * whose /init loads the drivers, mounts /proc, /sys and /dev, configures
+ * eth0 and runs /agent as root when the kernel command line has a
+ * qlite_agent.* parameter.
  *
  * Parameters come from the kernel command line (/proc/cmdline, or the file
- * named by $QLITE_AGENT_CMDLINE) as qlite_agent.NAME=VALUE words, with the
- * selftest's names, defaults and meanings. Results go to stdout (the serial
- * console) as the selftest's TAP lines, prefixed "qlite-agent:" where the
- * selftest says "qlite-selftest:"; the verdict goes to the isa-debug-exit
- * port, so the VMM's exit status carries it (33 pass, 35 fail). With
- * heartbeat_ms it then prints a heartbeat forever; else it returns 0 and
- * /init decides what comes next. QLITE_AGENT_NO_VERDICT=1 skips the port
- * write, for trying the agent outside a VM.
+ * named by $QLITE_AGENT_CMDLINE) as qlite_agent.NAME=VALUE words. The checks
+ * named by qlite_agent.checks run in that order and report on stdout (the
+ * serial console): TAP lines, "#" lines with details and measurements, and
+ * "qlite-agent:" lines that host tests wait for. The verdict goes to the
+ * isa-debug-exit port, so the VMM's exit status carries it (33 pass, 35
+ * fail). With heartbeat_ms it then prints a heartbeat forever; else it
+ * returns 0 and /init decides what comes next. QLITE_AGENT_NO_VERDICT=1
+ * skips the port write, for trying the agent outside a VM.
  *
  * Build: gcc -static -O2 -Wall -Wextra -Werror -std=gnu11 -o agent agent.c
+ * (tests/guest/build-guest.sh does that).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -56,7 +58,7 @@
 
 #define PARAM_PREFIX "qlite_agent."
 
-/* qlite_agent.NAME=VALUE: the selftest's, with its defaults (tests/guest/README.md). */
+/* qlite_agent.NAME=VALUE, set to their defaults (the table in tests/guest/README.md). */
 static struct {
     const char *checks;
     unsigned int cpus;
@@ -357,12 +359,12 @@ static void check_cpus(void)
 }
 
 /*
- * The selftest reads the kvmclock; userspace reads CLOCK_MONOTONIC, which
- * runs on the kernel's clocksource. Linux prefers the TSC to the kvmclock
- * when the CPU reports an invariant TSC (as KVM_GET_SUPPORTED_CPUID does),
- * so make kvm-clock the clocksource if the kernel has it: the kvmclock
- * check, the mig rounds and the heartbeat then read the kvmclock, as the
- * selftest's do.
+ * The agent reads time through CLOCK_MONOTONIC, which runs on the kernel's
+ * clocksource. Linux prefers the TSC to the kvmclock when the CPU reports an
+ * invariant TSC (as KVM_GET_SUPPORTED_CPUID does), so make kvm-clock the
+ * clocksource if the kernel has it: the kvmclock check, the mig rounds and
+ * the heartbeat then read the kvmclock, the clock the VMM stops, saves and
+ * restores with the VM (KVM_GET_CLOCK, KVM_SET_CLOCK).
  */
 static void use_kvmclock(void)
 {
@@ -757,12 +759,13 @@ out:
  * write must fail, and the data must be unchanged afterwards. With
  * blk_ro_seed the whole disk must also hold that pattern, before and after.
  *
- * Unlike the selftest's bio, a write from userspace does not reach the
- * device once the disk is marked read-only: Linux 6.1 refuses write() to it
- * (EPERM), denies writable shared mappings of it (EINVAL), and BLKROSET
- * cannot clear the driver's read-only flag. So the device's own refusal is
- * only tested when the disk is not marked read-only (which fails anyway),
- * and a refusal by the kernel is noted as such.
+ * A write from userspace does not reach the device once the disk is marked
+ * read-only: Linux 6.1 refuses it itself (EPERM), denies writable shared
+ * mappings of the disk (EINVAL), and BLKROSET cannot clear the driver's
+ * read-only flag. So the device's own refusal is only tested here when the
+ * disk is not marked read-only (which fails anyway), and a refusal by the
+ * kernel is noted as such; tests/unit/test-virtio-blk.c has the device
+ * refuse writes to a read-only disk.
  */
 static void check_blk_ro(void)
 {
@@ -945,8 +948,8 @@ static void check_blk_bench(void)
         goto out;
     }
     /*
-     * The selftest sends every request with REQ_NOMERGE, so each is one
-     * device request; userspace turns merging off for the queue instead.
+     * Each 4 KiB request should reach the device as one request: turn the
+     * queue's merging off (nomerges=2) for the run, restored afterwards.
      */
     snprintf(path, sizeof(path), "/sys/block/%s/queue/nomerges", name);
     if ((err = read_text(path, nomerges, sizeof(nomerges))) || (err = write_text(path, "2"))) {
@@ -988,10 +991,9 @@ out:
 
 /*
  * Exits are timed in batches of this many, and only the batches are
- * counted. The selftest runs each batch with interrupts off; userspace
- * cannot, so a timer tick or console interrupt landing in a batch is
- * counted as exit cost here: a little noise (one tick per few ms of exits),
- * so compare agent figures with agent figures.
+ * counted. Userspace cannot turn interrupts off, so a timer tick or console
+ * interrupt landing in a batch is counted as exit cost: a little noise (one
+ * tick per few ms of exits), alike under every VMM.
  */
 #define EXIT_BATCH 256
 

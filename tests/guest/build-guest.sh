@@ -50,7 +50,7 @@ trap 'rm -rf "$work"' EXIT
 gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o "$work/agent" "$here/agent.c" ||
     die "the guest agent does not build"
 "$scripts/initramfs.sh" "$work/initrd.gz" "$kdir" "$here/init" \
-    --module virtio_pci --module virtio_blk --module virtio_net --module crc32c_generic --module ext4 \
+    --module virtio_pci --module virtio_mmio --module virtio_blk --module virtio_net --module crc32c_generic --module ext4 \
     --module button --module evdev \
     --file "$work/agent:/agent" --file "$here/udhcpc.script:/etc/udhcpc.script"
 ln -s "$kdir/vmlinuz" "$work/vmlinuz"

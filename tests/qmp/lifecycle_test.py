@@ -19,6 +19,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "boot"))
+import guest  # noqa: E402  skip or fail without /dev/kvm
+
 failures = []
 
 
@@ -105,9 +108,9 @@ def main():
     ap.add_argument("--tiny-dir", required=True)
     a = ap.parse_args()
     a.kernel = os.path.join(a.tiny_dir, "hello.elf")
-    if not os.path.exists("/dev/kvm"):
-        print("SKIP: /dev/kvm is missing")
-        return 77
+    status = guest.missing("lifecycle", need_guest=False)
+    if status is not None:
+        return status
     with tempfile.TemporaryDirectory(prefix="qlite-lifecycle-") as tmp:
         internal_error(a, tmp)
         sock, pidf = os.path.join(tmp, "q.sock"), os.path.join(tmp, "q.pid")

@@ -4,12 +4,12 @@
 
 One VM, driven by two monitors:
 - -S: nothing runs (no console output) until cont;
-- the selftest passes, then prints a heartbeat with its kvmclock time;
+- the guest agent passes, then prints a heartbeat with its monotonic clock;
 - a client that floods commands and never reads the replies stalls neither
   the guest nor the other monitor;
 - stop: the console and the guest's clock stand still; cont: both go on,
   and the guest clock did not count the time stopped;
-- system_reset: RESET, the guest boots again and its selftest runs again;
+- system_reset: RESET, the guest boots again and its agent runs again;
 - system_powerdown: POWERDOWN, the guest's power button handler powers off
   (ACPI S5), SHUTDOWN guest-shutdown, exit status 0.
 Then two short runs: quit mid-boot and SIGTERM mid-boot end cleanly (0).
@@ -19,6 +19,7 @@ Usage: linux_lifecycle_test.py --vmm QLITE [--log-dir DIR]   (exit 0, 1, 77 skip
 import argparse
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,7 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "boot"))
 sys.path.insert(0, HERE)
-import boot_test  # noqa: E402  kernel_dir(), host_params()
+import guest  # noqa: E402  the test guest
 import qmp_test  # noqa: E402  Client
 
 BOOT_TIMEOUT = 400  # one emulated boot to the verdict, with margin for a loaded host
@@ -73,7 +74,7 @@ class Console:
 
     def heartbeats(self):
         return [(int(n), int(t)) for n, t in
-                re.findall(r"qlite-selftest: heartbeat (\d+) kvmclock (\d+)", self.text())]
+                re.findall(r"qlite-agent: heartbeat (\d+) monotonic (\d+)", self.text())]
 
 
 class Monitor(qmp_test.Client):
@@ -106,10 +107,9 @@ class Monitor(qmp_test.Client):
 
 def start(a, tmp, name, extra, append):
     console = os.path.join(tmp, name + ".console")
-    args = [a.vmm, "-kernel", os.path.join(a.kdir, "vmlinux"), "-m", "256", "-smp", "1",
+    args = [a.vmm] + guest.boot_args(a.gdir) + ["-m", "256", "-smp", "1",
             "-display", "none", "-serial", f"file:{console}",
-            "-append", " ".join(p for p in ["console=ttyS0", boot_test.host_params(),
-                                            "qlite_selftest.run=1", append] if p)] + extra
+            "-append", guest.append(append)] + extra
     log = open(os.path.join(a.log_dir, name + ".stderr"), "wb")
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     return p, Console(console)
@@ -137,8 +137,8 @@ def lifecycle(a, tmp):
     p, con = start(a, tmp, "lifecycle",
                    ["-S", "-qmp", f"unix:{sock_a},server=on,wait=off",
                     "-qmp", f"unix:{sock_b},server=on,wait=off"],
-                   f"qlite_selftest.checks=cpus,power_button "
-                   f"qlite_selftest.heartbeat_ms={HEARTBEAT_MS}")
+                   f"qlite_agent.checks=cpus,power_button "
+                   f"qlite_agent.heartbeat_ms={HEARTBEAT_MS}")
     try:
         mon = Monitor(sock_a)
         st = mon.cmd("query-status")["return"]
@@ -147,8 +147,8 @@ def lifecycle(a, tmp):
         check(con.text() == "", "-S: the guest prints nothing before cont")
         mon.cmd("cont")
         check(mon.wait_event("RESUME", 5) is not None, "cont: RESUME")
-        check(con.wait(r"qlite-selftest: PASS", proc=p) is not None,
-              "the selftest passes (power button handler installed)")
+        check(con.wait(r"qlite-agent: PASS", proc=p) is not None,
+              "the agent passes (power button handler installed)")
         check(con.wait(r"heartbeat 3 ", timeout=60) is not None, "the guest prints heartbeats")
 
         # A client that never reads its replies.
@@ -192,9 +192,9 @@ def lifecycle(a, tmp):
         check(ev is not None and ev["data"] == {"guest": False,
                                                 "reason": "host-qmp-system-reset"},
               f"system_reset: RESET host-qmp-system-reset ({ev})")
-        check(con.wait(r"qlite-selftest: PASS", count=2, proc=p) is not None,
-              "after system_reset the guest boots and its selftest passes again")
-        check(len(re.findall(r"TAP version 13", con.text())) == 2, "the selftest ran twice")
+        check(con.wait(r"qlite-agent: PASS", count=2, proc=p) is not None,
+              "after system_reset the guest boots and its agent passes again")
+        check(len(re.findall(r"TAP version 13", con.text())) == 2, "the agent ran twice")
         con.wait(r"heartbeat 1 ", count=2, timeout=30)
 
         # system_powerdown: ACPI power button, the guest powers off.
@@ -217,7 +217,7 @@ def lifecycle(a, tmp):
 def mid_boot(a, tmp, how):
     sock = os.path.join(tmp, how + ".sock")
     p, con = start(a, tmp, "mid-boot-" + how,
-                   ["-qmp", f"unix:{sock},server=on,wait=off"], "")
+                   ["-qmp", f"unix:{sock},server=on,wait=off"], "loglevel=7")  # after quiet
     try:
         mon = Monitor(sock)
         check(con.wait(r"Linux version", timeout=120, proc=p) is not None,
@@ -242,27 +242,25 @@ def mid_boot(a, tmp, how):
 
 
 def keep_consoles(tmp, log_dir):
-    """Moves the consoles the test's VMs wrote in tmp to log_dir, for a look after a failure."""
+    """Moves the consoles the test's VMs wrote in tmp to log_dir, for a look
+    after a failure (a copy: /tmp may be another file system, a tmpfs)."""
     for name in os.listdir(tmp):
         if name.endswith(".console"):
-            os.replace(os.path.join(tmp, name), os.path.join(log_dir, name))
+            shutil.move(os.path.join(tmp, name), os.path.join(log_dir, name))
 
 
 def setup(description):
     """The Linux QMP tests' command line (--vmm, --log-dir) and checks: the options,
-    with kdir the test kernel's directory, or the exit status (77: skip, 1: no kernel)."""
+    with gdir the test guest's directory, or the exit status (77: skip, 1: no guest)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--vmm", required=True)
     ap.add_argument("--log-dir", default=".")
     a = ap.parse_args()
     qmp_test.OPTS = argparse.Namespace(verbose=False)
-    if not os.path.exists("/dev/kvm"):
-        print("SKIP: /dev/kvm is missing")
-        return 77
-    a.kdir = boot_test.kernel_dir()
-    if not a.kdir:
-        print("FAIL: the test kernel is not built; run tests/guest/build-kernel.sh")
-        return 1
+    status = guest.missing(os.path.basename(sys.argv[0]))
+    if status is not None:
+        return status
+    a.gdir = guest.guest_dir()
     os.makedirs(a.log_dir, exist_ok=True)
     return a
 

@@ -3,7 +3,7 @@
 """Live migration of a running Linux guest between qlite processes.
 
 One guest's life across four processes, all on one shared disk image: the
-selftest's mig_workload rewrites 2 MiB of memory every round and writes, then
+agent's mig_workload rewrites 2 MiB of memory every round and writes, then
 reads back, a chunk of its disk into a buffer only the device writes. While it
 runs on the source A:
 
@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "boot"))
 sys.path.insert(0, HERE)
 import boot_test  # noqa: E402
+import guest  # noqa: E402
 import linux_lifecycle_test as lc  # noqa: E402  Console, Monitor, check
 import qmp_test  # noqa: E402
 
@@ -54,11 +55,10 @@ class Vm:
         self.name = name
         self.sock = os.path.join(tmp, name + ".qmp")
         self.console = lc.Console(os.path.join(tmp, name + ".console"))
-        append = " ".join(p for p in [
-            "console=ttyS0", boot_test.host_params(), "qlite_selftest.run=1",
-            "qlite_selftest.checks=mig_workload,blk", f"qlite_selftest.mig_rounds={ROUNDS}",
-            "qlite_selftest.mig_disk=vda", f"qlite_selftest.blk_seed={a.seed}"] if p)
-        args = [a.vmm, "-kernel", os.path.join(a.kdir, "vmlinux"), "-m", "256", "-nodefaults",
+        append = guest.append(
+            "qlite_agent.checks=mig_workload,blk", f"qlite_agent.mig_rounds={ROUNDS}",
+            "qlite_agent.mig_disk=vda", f"qlite_agent.blk_seed={a.seed}")
+        args = [a.vmm] + guest.boot_args(a.gdir) + ["-m", "256", "-nodefaults",
                 "-display", "none", "-serial", f"file:{self.console.path}",
                 "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
                 "-drive", f"file={a.disk},format=raw,if=virtio", "-append", append,
@@ -237,7 +237,7 @@ def main():
             quit_source(c, d)
             rc = d.proc.wait(900)
             text = d.console.text()
-            lc.check(rc == PASS_STATUS, f"D: the guest finishes its selftest (status {rc}, "
+            lc.check(rc == PASS_STATUS, f"D: the guest agent finishes (status {rc}, "
                                         f"{d.stderr()})")
             seen = src.rounds() + c.rounds() + d.rounds()
             lc.check(seen == list(range(1, ROUNDS + 1)),

@@ -2,12 +2,12 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Save and restore of a booted Linux test guest, through QMP as QEMU has it.
 
-The guest runs the selftest's mig_workload (memory rewritten and checked
+The guest agent runs mig_workload (memory rewritten and checked
 every round, a round counter on the console) and then its blk check. The
 source is saved with `migrate` to a file (file: and exec:), ends in
 postmigrate and quits; a new qlite started with `-incoming` carries on:
 the rounds continue after the last one printed before the save, the memory
-check and the clock hold, the disk works, the selftest passes (exit 33).
+check and the clock hold, the disk works, the agent passes (exit 33).
 Then the refusals: a truncated stream, a corrupted byte and a VM with other
 RAM are refused with their reason and exit status 1, and the guest never runs.
 
@@ -24,21 +24,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "boot"))
 sys.path.insert(0, HERE)
 import boot_test  # noqa: E402
+import guest  # noqa: E402
 import linux_lifecycle_test as lc  # noqa: E402  Console, Monitor, check
 import qmp_test  # noqa: E402
 
 ROUNDS = 40
+RESTORE_TIMEOUT = 300  # the rest of the workload, emulated where KVM is nested
 SAVE_AT = 5
 PASS_STATUS = 33
 
 
 def vmm_args(a, tmp, name, disk, seed, extra):
     console = os.path.join(tmp, name + ".console")
-    append = " ".join(p for p in [
-        "console=ttyS0", boot_test.host_params(), "qlite_selftest.run=1",
-        "qlite_selftest.checks=mig_workload,blk", f"qlite_selftest.mig_rounds={ROUNDS}", "qlite_selftest.mig_disk=vda",
-        f"qlite_selftest.blk_seed={seed}"] if p)
-    return [a.vmm, "-kernel", os.path.join(a.kdir, "vmlinux"), "-m", "256", "-nodefaults",
+    append = guest.append(
+        "qlite_agent.checks=mig_workload,blk", f"qlite_agent.mig_rounds={ROUNDS}",
+        "qlite_agent.mig_disk=vda", f"qlite_agent.blk_seed={seed}")
+    return [a.vmm] + guest.boot_args(a.gdir) + ["-m", "256", "-nodefaults",
             "-display", "none", "-serial", f"file:{console}",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-drive", f"file={disk},format=raw,if=virtio", "-append", append] + extra, console
@@ -91,12 +92,18 @@ def save(a, tmp, disk, seed, uri):
 
 def restore(a, tmp, disk, seed, uri, last):
     args, console = vmm_args(a, tmp, "dest", disk, seed, ["-incoming", uri])
-    r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                       timeout=600)
+    try:
+        r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=RESTORE_TIMEOUT)
+        status, stderr = r.returncode, r.stderr
+    except subprocess.TimeoutExpired as e:
+        status, stderr = None, (e.stderr or b"").decode(errors="replace")
     con = lc.Console(console).text()
     rounds = [int(n) for n in re.findall(r"mig round (\d+) ", con)]
-    lc.check(r.returncode == PASS_STATUS, f"-incoming {uri}: the guest finishes its selftest "
-                                          f"(status {r.returncode}, {r.stderr.strip()[-300:]})")
+    lc.check(status == PASS_STATUS, f"-incoming {uri}: the guest agent finishes "
+                                    f"(status {status}, {stderr.strip()[-300:]})")
+    if status != PASS_STATUS:
+        print("# last console lines:\n" + "\n".join("#   " + l for l in con.splitlines()[-15:]))
     lc.check(bool(rounds) and last is not None and rounds[0] == last + 1 and
              rounds[-1] == ROUNDS,
              f"the rounds go on from {last} to {ROUNDS} ({rounds[:1]}..{rounds[-1:]})")

@@ -329,9 +329,14 @@ static void test_discard_write_zeroes(void)
                            GUINT64_TO_LE((uint64_t)cases[i].num | (uint64_t)cases[i].flags << 32)};
         memcpy(gp(&fx, fx.data, 16), seg, 16);
         g_assert_cmpuint(do_req(&fx, cases[i].type, 0, fx.data, 16, false, NULL), ==, S_OK);
-        size_t len = cases[i].num * 512;
-        file_read(&fx, cases[i].sector * 512, file, len);
-        g_assert_cmpmem(file, len, zero, len);
+        /* Write zeroes must read back as zeroes; a discarded range may read as
+         * anything (virtio 1.2 5.2.6.1), e.g. where the file system cannot
+         * punch holes. */
+        if (cases[i].type == T_WZ) {
+            size_t len = cases[i].num * 512;
+            file_read(&fx, cases[i].sector * 512, file, len);
+            g_assert_cmpmem(file, len, zero, len);
+        }
         /* The sector after the range is untouched (the pattern is never all zero). */
         file_read(&fx, (cases[i].sector + cases[i].num) * 512, file, 512);
         g_assert_cmpint(memcmp(file, zero, 512), !=, 0);
