@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * QMP server: framing of the input stream, negotiation, dispatch, replies and
- * events (../shared/docs/qmp-notes.md). JSON itself is json-glib's.
+ * events, as docs/qmp.md describes them. JSON itself is json-glib's.
  */
 #include "monitor/qmp.h"
 #include "util/error.h"

@@ -2,8 +2,8 @@
 #pragma once
 
 /*
- * QMP, the QEMU Machine Protocol, as QEMU 7.2 speaks it (../shared/docs/
- * qmp-notes.md): JSON objects over a socket, CRLF-terminated replies, a
+ * QMP, the QEMU Machine Protocol, as QEMU 7.2 speaks it (docs/qmp.md): JSON
+ * objects over a socket, CRLF-terminated replies, a
  * greeting, capabilities negotiation, commands with echoed ids, events.
  *
  * All monitors share one thread with its own GMainContext: a slow client

@@ -28,7 +28,7 @@ import guest  # noqa: E402
 import linux_lifecycle_test as lc  # noqa: E402  Console, Monitor, check
 import qmp_test  # noqa: E402
 
-ROUNDS = 40
+ROUNDS = 150  # 200 ms each: the source still runs when its save is done
 RESTORE_TIMEOUT = 300  # the rest of the workload, emulated where KVM is nested
 SAVE_AT = 5
 PASS_STATUS = 33

@@ -299,7 +299,7 @@ static void test_round_trip(void)
     g_autoptr(TestVm) a = test_vm_new();
     test_vm_boot(a);
     test_set_msrs(a);
-    /* PVM hosts run the guest on the host's own TSC and ignore TSC writes. */
+    /* Some KVMs (paravirtual flavours) run the guest on the host's TSC and ignore writes. */
     bool tsc_settable = test_get_msr(a, MSR_IA32_TSC) - test_msrs[0].data < TSC_SLACK;
     if (!tsc_settable) {
         g_test_message("this KVM ignores writes of the TSC: its restore is not checked");
@@ -571,8 +571,8 @@ static void test_dirty_log(void)
     for (size_t i = 0; i < words; i++) {
         n += (unsigned)__builtin_popcountl(bm[i]);
     }
-    unsigned long guest_pages = (1UL << (GUEST_CODE / GUEST_PAGE_SIZE)) |
-                                (1UL << (GUEST_COUNTER / GUEST_PAGE_SIZE));
+    unsigned long guest_pages =
+        (1UL << (GUEST_CODE / GUEST_PAGE_SIZE)) | (1UL << (GUEST_COUNTER / GUEST_PAGE_SIZE));
     g_assert_true(bm[0] & (1UL << (GUEST_COUNTER / GUEST_PAGE_SIZE)));
     g_assert_cmphex(bm[0] & ~guest_pages, ==, 0);
     g_assert_cmpuint(n, ==, (unsigned)__builtin_popcountl(bm[0]));
