@@ -139,12 +139,17 @@ trap 'rm -rf "$run"' EXIT
     export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|_|TMPDIR)='
     if [ -t 0 ] && size=$(stty size 2>/dev/null); then
         echo "stty rows ${size% *} cols ${size#* } 2>/dev/null"
+        printf 'exec'
+        printf ' %q' "$@"
+        echo
     else
-        echo "stty -onlcr 2>/dev/null"  # plain \n, as a pipe gives
+        # Not a terminal here: not one for the command either (no progress
+        # bars or colours in logs), and plain \n line ends.
+        echo "stty -onlcr 2>/dev/null"
+        printf '%q ' "$@"
+        echo '</dev/null 2>&1 | cat'
+        echo 'exit ${PIPESTATUS[0]}'
     fi
-    printf 'exec'
-    printf ' %q' "$@"
-    echo
 } >"$run/cmd.sh"
 
 boot_host() {

@@ -52,6 +52,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <time.h>
+#include <termios.h>
 #include <unistd.h>
 
 /* ---- Parameters ------------------------------------------------------ */
@@ -1563,6 +1564,17 @@ out:
     munmap(mem, bytes);
 }
 
+/*
+ * Waits until the console has sent what we printed: the serial driver sends
+ * from a buffer, and a verdict, reboot or power-off would cut it short.
+ * (On stdout that is no terminal there is nothing to wait for.)
+ */
+static void console_drain(void)
+{
+    fflush(stdout);
+    tcdrain(STDOUT_FILENO);
+}
+
 /* ---- power_button ----------------------------------------------------- */
 
 /*
@@ -1626,6 +1638,7 @@ static void __attribute__((noreturn)) power_button_handler(int fd)
         for (i = 0; i < len / (ssize_t)sizeof(ev[0]); i++) {
             if (ev[i].type == EV_KEY && ev[i].code == KEY_POWER && ev[i].value == 1) {
                 printf("qlite-agent: power button pressed, powering off\n");
+                console_drain();
                 sync();
                 reboot(RB_POWER_OFF);
                 printf("qlite-agent: power-off failed: %s\n", strerror(errno));
@@ -1745,6 +1758,7 @@ static int reboot_once(void)
     }
     cmos_set(REBOOT_MARK_INDEX, REBOOT_MARK);
     printf("qlite-agent: rebooting\n");
+    console_drain();
     sync();
     reboot(RB_AUTOBOOT);
     err = errno;
@@ -1769,6 +1783,7 @@ static void verdict(bool ok)
 
     if (skip && !strcmp(skip, "1"))
         return;
+    console_drain();
     fd = open("/dev/port", O_WRONLY | O_CLOEXEC);
     if (fd < 0 || pwrite(fd, &value, 1, DEBUG_EXIT_PORT) != 1)
         printf("# verdict: /dev/port: %s\n", strerror(errno));
