@@ -19,7 +19,7 @@
 # Exit status 125 means the nested host itself died (its kernel log tail is
 # printed); the command's own status is never 125 then.
 #
-# Environment: QLITE_HOST_MEM (default 6G), QLITE_HOST_CPUS (default: nproc),
+# Environment: QLITE_HOST_MEM (default 8G), QLITE_HOST_CPUS (default: nproc),
 # QLITE_CACHE (default ~/.cache/qlite). Needs qemu-system-x86, busybox-static
 # and kmod (installed when missing, as root).
 set -euo pipefail
@@ -156,7 +156,7 @@ boot_host() {
     local log=$run/host.log
     : >"$log"
     local qemu=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max
-        -smp "${QLITE_HOST_CPUS:-$(nproc)}" -m "${QLITE_HOST_MEM:-6G}"
+        -smp "${QLITE_HOST_CPUS:-$(nproc)}" -m "${QLITE_HOST_MEM:-8G}"
         -display none -no-reboot -nodefaults -no-user-config
         -chardev stdio,id=con,signal=off -serial chardev:con -serial "file:$log"
         -kernel "$kdir/vmlinuz" -initrd "$initrd"

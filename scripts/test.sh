@@ -25,7 +25,7 @@ rm -f "$logs"/testlog-host.json "$logs"/testlog-kvm.json
 status=0 died=0
 kvm_run() {
     local rc=0
-    scripts/kvm-host.sh --retry --timeout "${QLITE_KVM_TIMEOUT:-3000}" -- \
+    scripts/kvm-host.sh --retry --timeout "${QLITE_KVM_TIMEOUT:-1500}" -- \
         meson test -C "$builddir" --no-rebuild --print-errorlogs "$@" || rc=$?
     if [ $rc -eq 125 ]; then
         died=1
