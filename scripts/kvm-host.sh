@@ -129,6 +129,11 @@ ensure_initrd() {
 }
 ensure_initrd
 
+# Interactive: a terminal here and no time limit (timeout(1) runs QEMU in the
+# background, where reading the terminal would stop it).
+interactive=0
+[ -t 0 ] && [ "$timeout" -eq 0 ] && interactive=1
+
 # The command, with our working directory and environment, as a script the
 # nested host runs from the shared root.
 mkdir -p "$cache/run"
@@ -137,7 +142,7 @@ trap 'rm -rf "$run"' EXIT
 {
     echo "cd $(printf '%q' "$PWD") || exit 1"
     export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|_|TMPDIR)='
-    if [ -t 0 ] && size=$(stty size 2>/dev/null); then
+    if [ $interactive -eq 1 ] && size=$(stty size 2>/dev/null); then
         echo "stty rows ${size% *} cols ${size#* } 2>/dev/null"
         printf 'exec'
         printf ' %q' "$@"
@@ -162,11 +167,14 @@ boot_host() {
         -kernel "$kdir/vmlinuz" -initrd "$initrd"
         -append "console=ttyS1 panic=-1 qlite_host.run=$run"
         -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,multidevs=remap)
-    local rc=0
+    # Not interactive, QEMU reads /dev/null: a closed standard input (as CI
+    # gives) would let the first file QEMU opens become its console input.
+    local rc=0 input=/dev/null
+    [ $interactive -eq 1 ] && input=/dev/stdin
     if [ "$timeout" -gt 0 ]; then
-        timeout -k 10 "$timeout" "${qemu[@]}" || rc=$?
+        timeout -k 10 "$timeout" "${qemu[@]}" <"$input" || rc=$?
     else
-        "${qemu[@]}" || rc=$?
+        "${qemu[@]}" <"$input" || rc=$?
     fi
     local status
     status=$(sed -n 's/^qlite-host: status \([0-9]*\).*/\1/p' "$log" | tail -n1)
