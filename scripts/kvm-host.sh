@@ -13,8 +13,9 @@
 # Inside the nested host the machine's root directory is mounted read-write
 # over 9p and the command runs chrooted into it, in the same working
 # directory with the same environment, on a console tied to this terminal
-# (so an interactive command works). /tmp, /run and /dev/shm are tmpfs there:
-# unix sockets cannot be made on 9p. Build on the outside; inside, clocks
+# (so an interactive command works). TMPDIR is /dev/shm there, a tmpfs (unix
+# sockets cannot be made on 9p); /tmp stays the machine's, so a checkout
+# under /tmp works too. /run is a tmpfs (network namespaces). Build on the outside; inside, clocks
 # disagree slightly with file times (meson: "Clock skew detected").
 # Exit status 125 means the nested host itself died (its kernel log tail is
 # printed); the command's own status is never 125 then.
@@ -95,8 +96,7 @@ if mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose hostroo
     mount -t devtmpfs dev $r/dev
     mkdir -p $r/dev/pts $r/dev/shm
     mount -t devpts devpts $r/dev/pts
-    mount -t tmpfs tmp $r/dev/shm
-    mount -t tmpfs -o mode=1777 tmp $r/tmp
+    mount -t tmpfs -o mode=1777 shm $r/dev/shm
     mount -t tmpfs run $r/run
     [ -c /dev/kvm ] && say "kvm ready" || say "no /dev/kvm"
     # A subshell is no process group leader, so setsid needs no fork and the
@@ -142,6 +142,7 @@ trap 'rm -rf "$run"' EXIT
 {
     echo "cd $(printf '%q' "$PWD") || exit 1"
     export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|_|TMPDIR)='
+    echo 'export TMPDIR=/dev/shm'
     if [ $interactive -eq 1 ] && size=$(stty size 2>/dev/null); then
         echo "stty rows ${size% *} cols ${size#* } 2>/dev/null"
         printf 'exec'
