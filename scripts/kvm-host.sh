@@ -188,7 +188,7 @@ boot_host() {
         echo "kvm-host.sh: the nested host died (QEMU exit status $rc)" >&2
     fi
     echo "kvm-host.sh: last lines of its kernel log:" >&2
-    tr -d '\r' <"$log" | tail -n 30 | sed 's/^/kvm-host.sh:   /' >&2
+    tr -d '\r' <"$log" | grep -v "Unhandled WRMSR" | tail -n 80 | sed 's/^/kvm-host.sh:   /' >&2
     return $HOST_DIED
 }
 
