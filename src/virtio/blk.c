@@ -343,10 +343,16 @@ static void blk_free(VirtioDevice *vdev)
     g_free(blk);
 }
 
+/*
+ * The interrupts of the requests the drain completed go out now: whoever
+ * paused saves the interrupt controllers next, and a migration's destination
+ * would never send a notification the source still owed.
+ */
 static void blk_drain(VirtioDevice *vdev)
 {
     VirtioBlk *blk = (VirtioBlk *)vdev;
     block_drain(blk->backend);
+    blk_flush_notify(blk);
 }
 
 static bool blk_handover(VirtioDevice *vdev, bool own, GError **error)
