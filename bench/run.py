@@ -159,9 +159,11 @@ def own_rss_mib(pid):
 class Run:
     """One boot: streams the console and stderr, samples memory, times events."""
 
-    def __init__(self, vmm, cmd, env, watch=()):
-        """watch: (console regex, threading.Event) pairs, set when a line matches."""
+    def __init__(self, vmm, cmd, env, watch=(), log_path=None):
+        """watch: (console regex, threading.Event) pairs, set when a line matches;
+        log_path: a file the console is written to as it comes (a stalled boot shows)."""
         self.vmm = vmm
+        self.log = open(log_path, "w") if log_path else None
         self.watch = list(watch)
         self.console = []
         self.stderr_lines = []
@@ -195,6 +197,9 @@ class Run:
             for l in lines:
                 text = l.decode(errors="replace")
                 self.console.append(text)
+                if self.log:
+                    self.log.write(text + "\n")
+                    self.log.flush()
                 if "qlite-agent: PASS" in text or "qlite-agent: FAIL" in text:
                     self.verdict = now - self.t0
                 for rx, event in self.watch:
@@ -202,6 +207,10 @@ class Run:
                         event.set()
         if buf:
             self.console.append(buf.decode(errors="replace"))
+            if self.log:
+                self.log.write(self.console[-1] + "\n")
+        if self.log:
+            self.log.close()
 
     def _read_stderr(self):
         for raw in self.p.stderr:
@@ -261,13 +270,13 @@ def device_model(bdir):
     return f
 
 
-def launch(vmm, qlite, kdir, append, disk, trace):
+def launch(vmm, qlite, kdir, append, disk, trace, log_path=None):
     env = dict(os.environ)
     env.pop("G_MESSAGES_DEBUG", None)
     if trace:
         env["G_MESSAGES_DEBUG"] = "qlite-cpu"
     cmd = vmm_command(vmm, qlite, kdir, disk, append, trace)
-    return Run(vmm, cmd, env)
+    return Run(vmm, cmd, env, log_path=log_path)
 
 
 def start_latency(vmm, qlite, kdir, append, disk):
@@ -290,11 +299,9 @@ def boot_once(vmm, qlite, kdir, append, tmp, log_path):
     with open(disk, "wb") as f:
         f.truncate(DISK_MIB << 20)
     first_run, mem_start = start_latency(vmm, qlite, kdir, append, disk)
-    run = launch(vmm, qlite, kdir, append, disk, trace=False)
+    run = launch(vmm, qlite, kdir, append, disk, trace=False, log_path=log_path)
     status = run.wait(BOOT_TIMEOUT)
     os.unlink(disk)
-    with open(log_path, "w") as f:
-        f.write("\n".join(run.console) + "\n")
     if status != PASS_STATUS:
         tail = "\n".join(run.console[-15:] + run.stderr_lines[-5:])
         raise RuntimeError(f"{vmm}: exit status {status}, expected {PASS_STATUS}:\n{tail}")
@@ -329,10 +336,8 @@ def net_once(vmm, backend, qlite, kdir, base_append, tmp, log_path):
         else:
             cmd = (["qemu-system-x86_64", "-M", VMMS[vmm]["machine"]] + qemu_common() + args +
                    common)
-        run = Run(vmm, st.prefix + cmd, dict(os.environ), st.watch)
+        run = Run(vmm, st.prefix + cmd, dict(os.environ), st.watch, log_path)
         status = run.wait(BOOT_TIMEOUT)
-        with open(log_path, "w") as f:
-            f.write("\n".join(run.console) + "\n")
         failures = st.post() if status is not None else ["timed out"]
         if status != PASS_STATUS or failures:
             tail = "\n".join(run.console[-15:] + run.stderr_lines[-5:] + failures)

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Test results across the runs of scripts/test.sh.
+
+  test-results.py unfinished CONSOLE NAME...
+      the NAMEs that CONSOLE (meson test's output from a nested host that
+      died) does not report as finished, one per line: to run again;
+  test-results.py count [--json LOG]... [--console CONSOLE]...
+      the closing line "N passed, N failed, N skipped" over meson's JSON logs
+      and the consoles of hosts that died (what they reported before); exit
+      status 1 when a test failed.
+"""
+import json
+import re
+import sys
+
+# " 3/23 qlite:kvm+boot+boot-tiny / tiny-hello   OK   9.79s" (meson test's progress line)
+LINE = re.compile(r"^\s*\d+/\d+\s+qlite:\S+\s+/\s+(\S+)\s+"
+                  r"(OK|FAIL|SKIP|EXPECTEDFAIL|UNEXPECTEDPASS|TIMEOUT|INTERRUPT|ERROR)\s")
+KIND = {"OK": "passed", "EXPECTEDFAIL": "passed", "SKIP": "skipped"}
+
+
+def console_results(path):
+    """{test name: meson result} for every test the console reports as finished."""
+    with open(path, errors="replace") as f:
+        return {m.group(1): m.group(2) for m in map(LINE.match, f.read().replace("\r", "").split("\n"))
+                if m}
+
+
+def json_results(path):
+    with open(path) as f:
+        return [json.loads(line)["result"] for line in f if line.strip()]
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[0] == "unfinished":
+        done = console_results(argv[1])
+        for name in argv[2:]:
+            if name not in done:
+                print(name)
+        return 0
+    if argv and argv[0] == "count":
+        results = []
+        args = argv[1:]
+        while len(args) >= 2 and args[0] in ("--json", "--console"):
+            try:
+                if args[0] == "--json":
+                    results += json_results(args[1])
+                else:
+                    results += console_results(args[1]).values()
+            except FileNotFoundError:
+                pass
+            args = args[2:]
+        if args:
+            print(__doc__, file=sys.stderr)
+            return 2
+        counts = {"passed": 0, "failed": 0, "skipped": 0}
+        for r in results:
+            counts[KIND.get(r, "failed")] += 1
+        print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+        return 1 if counts["failed"] else 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
