@@ -42,7 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/io.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -194,6 +193,39 @@ static void sleep_ms(unsigned int ms)
 
     while (nanosleep(&ts, &ts) && errno == EINTR)
         ;
+}
+
+/*
+ * I/O ports go through /dev/port: the kernel makes the access in kernel
+ * mode, where no TSS I/O bitmap is looked at. A user-mode in/out after
+ * ioperm() faults whenever the host's KVM runs nested under QEMU 7.2's TCG
+ * and the VMM has written the vCPU's segment registers back (QEMU q35 after
+ * boot, any VMM after a restore): TCG accepts only an available TSS type in
+ * its cached TR, and KVM writes back the busy type a real CPU has there.
+ * Returns the descriptor, opened once, or -1 with errno set.
+ */
+static int port_fd(void)
+{
+    static int fd = -1;
+
+    if (fd < 0)
+        fd = open("/dev/port", O_RDWR | O_CLOEXEC);
+    return fd;
+}
+
+static bool port_write(unsigned short port, uint8_t value)
+{
+    return pwrite(port_fd(), &value, 1, port) == 1;
+}
+
+/* 0xff, as from a port nothing answers, when the read fails. */
+static uint8_t port_read(unsigned short port)
+{
+    uint8_t value = 0xff;
+
+    if (pread(port_fd(), &value, 1, port) != 1)
+        return 0xff;
+    return value;
 }
 
 /* Reads up to size - 1 bytes of path into buf, NUL-terminated; the length or -errno. */
@@ -999,9 +1031,9 @@ out:
 #define EXIT_BATCH 256
 
 /*
- * ns for count exits: outb(0, port) when addr is NULL, else 32-bit reads
- * of addr (the last value read goes to *value). One loop per kind, no call
- * per exit.
+ * ns for count exits: byte writes of 0 to port when addr is NULL (through
+ * /dev/port, see port_fd), else 32-bit reads of addr (the last value read
+ * goes to *value). One loop per kind.
  */
 static uint64_t time_exits(unsigned int count, unsigned short port, volatile uint32_t *addr,
                            uint32_t *value)
@@ -1014,7 +1046,7 @@ static uint64_t time_exits(unsigned int count, unsigned short port, volatile uin
     if (addr)
         v = *addr;
     else
-        outb(0, port);
+        port_write(port, 0);
     while (done < count) {
         n = MIN(count - done, EXIT_BATCH);
         t0 = now_ns();
@@ -1023,7 +1055,7 @@ static uint64_t time_exits(unsigned int count, unsigned short port, volatile uin
                 v = *addr;
         } else {
             for (i = 0; i < n; i++)
-                outb(0, port);
+                port_write(port, 0);
         }
         total += now_ns() - t0;
         done += n;
@@ -1059,11 +1091,12 @@ static volatile uint32_t *map_phys(unsigned long phys, void **page)
 }
 
 /*
- * exits: exit_count byte writes (outb) to exit_port and exit_count 32-bit
- * reads of exit_mmio, both unclaimed, so every access is a full exit to the
- * VMM, which finds no device and resumes the guest. Prints the time per
- * exit; fails only on bad parameters, no access to the port or the address,
- * or a clock that did not advance.
+ * exits: exit_count byte writes to exit_port (each a write(2) to
+ * /dev/port: the system call is part of the figure, alike under every VMM)
+ * and exit_count 32-bit reads of exit_mmio, both unclaimed, so every access
+ * is a full exit to the VMM, which finds no device and resumes the guest.
+ * Prints the time per exit; fails only on bad parameters, no access to the
+ * port or the address, or a clock that did not advance.
  */
 static void check_exits(void)
 {
@@ -1086,8 +1119,8 @@ static void check_exits(void)
         report(false, "exits: exit_mmio 0x%lx is not 4-byte aligned", param.exit_mmio);
         return;
     }
-    if (ioperm(param.exit_port, 1, 1)) {
-        report(false, "exits: ioperm(0x%x): %s", param.exit_port, strerror(errno));
+    if (port_fd() < 0) {
+        report(false, "exits: cannot open /dev/port: %s", strerror(errno));
         return;
     }
     addr = map_phys(param.exit_mmio, &page);
@@ -1732,14 +1765,14 @@ static void run_listed_checks(void)
  */
 static uint8_t cmos_get(uint8_t index)
 {
-    outb(index, CMOS_INDEX_PORT);
-    return inb(CMOS_DATA_PORT);
+    port_write(CMOS_INDEX_PORT, index);
+    return port_read(CMOS_DATA_PORT);
 }
 
 static void cmos_set(uint8_t index, uint8_t val)
 {
-    outb(index, CMOS_INDEX_PORT);
-    outb(val, CMOS_DATA_PORT);
+    port_write(CMOS_INDEX_PORT, index);
+    port_write(CMOS_DATA_PORT, val);
 }
 
 /*
@@ -1750,7 +1783,7 @@ static int reboot_once(void)
 {
     int err;
 
-    if (ioperm(CMOS_INDEX_PORT, 2, 1))
+    if (port_fd() < 0)
         return errno;
     if (cmos_get(REBOOT_MARK_INDEX) == REBOOT_MARK) {
         cmos_set(REBOOT_MARK_INDEX, 0);
@@ -1767,28 +1800,19 @@ static int reboot_once(void)
 }
 
 /*
- * One outb to isa-debug-exit, made by the kernel through /dev/port: a
- * kernel-mode outb needs no TSS I/O bitmap. A user-mode one after ioperm()
- * faults in a VM restored from a snapshot when the host's KVM runs nested
- * under QEMU 7.2's TCG: TCG accepts only an available TSS type in its
- * cached TR, and KVM restores the busy type a real CPU has there.
- * QLITE_AGENT_NO_VERDICT=1 skips the write, for trying the agent outside a
- * VM, where that port may belong to real hardware.
+ * One write to isa-debug-exit. QLITE_AGENT_NO_VERDICT=1 skips it, for
+ * trying the agent outside a VM, where that port may belong to real
+ * hardware.
  */
 static void verdict(bool ok)
 {
     const char *skip = getenv("QLITE_AGENT_NO_VERDICT");
-    uint8_t value = ok ? DEBUG_EXIT_PASS : DEBUG_EXIT_FAIL;
-    int fd;
 
     if (skip && !strcmp(skip, "1"))
         return;
     console_drain();
-    fd = open("/dev/port", O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || pwrite(fd, &value, 1, DEBUG_EXIT_PORT) != 1)
+    if (port_fd() < 0 || !port_write(DEBUG_EXIT_PORT, ok ? DEBUG_EXIT_PASS : DEBUG_EXIT_FAIL))
         printf("# verdict: /dev/port: %s\n", strerror(errno));
-    if (fd >= 0)
-        close(fd);
 }
 
 /*
