@@ -1410,6 +1410,11 @@ bool qmp_server_listen(QmpServer *s, const char *spec, GError **error)
 {
     g_auto(GStrv) parts = g_strsplit(spec, ",", -1);
     bool server = false, nowait = false;
+    if (!parts[0]) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "'' is not a monitor address (unix:PATH or tcp:HOST:PORT)");
+        return false;
+    }
     for (int i = 1; parts[i]; i++) {
         if (strcmp(parts[i], "server=on") == 0 || strcmp(parts[i], "server") == 0) {
             server = true;

@@ -130,9 +130,10 @@ static bool parse_user_net(const char *text, NetdevConfig *cfg, GError **error)
 {
     g_auto(GStrv) parts = g_strsplit(text, "/", 2);
     struct in_addr addr;
-    if (inet_pton(AF_INET, parts[0], &addr) != 1) {
+    /* An empty net= splits into no parts at all. */
+    if (!parts[0] || inet_pton(AF_INET, parts[0], &addr) != 1) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "net=%s: '%s' is not a valid IPv4 address", text, parts[0]);
+                    "net=%s: '%s' is not a valid IPv4 address", text, parts[0] ? parts[0] : "");
         return false;
     }
     uint32_t a = ntohl(addr.s_addr);

@@ -289,6 +289,8 @@ static void test_errors(void)
     expect_error("-netdev user,id=n0,hostfwd=tcp:5555-22: ", "-kernel", "/k", "-netdev",
                  "user,id=n0,hostfwd=tcp:5555-22", NULL);
     expect_error("invalid mac 'zz'", "-kernel", "/k", "-nic", "user,mac=zz", NULL);
+    expect_error("net=: '' is not a valid IPv4 address", "-kernel", "/k", "-nic", "user,net=",
+                 NULL);
     expect_error("model=e1000 is not supported", "-kernel", "/k", "-nic", "user,model=e1000",
                  NULL);
     expect_error("Invalid parameter 'vectors'", "-kernel", "/k", "-netdev", "user,id=n0",

@@ -235,6 +235,8 @@ static void test_config_errors(void)
     check_config_error("tap,id=t0,hostfwd=tcp::1-:2", "Invalid parameter 'hostfwd'");
     check_config_error("tap,id=t0,restrict=on", "Invalid parameter 'restrict'");
 
+    check_config_error("user,id=n0,net=", "net=: '' is not a valid IPv4 address");
+    check_config_error("user,id=n0,net=/24", "net=/24: '' is not a valid IPv4 address");
     check_config_error("user,id=n0,net=10.0.2/24",
                        "net=10.0.2/24: '10.0.2' is not a valid IPv4 address");
     check_config_error("user,id=n0,net=10.0.2.0/28",

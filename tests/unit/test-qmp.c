@@ -101,6 +101,29 @@ static void test_depth_limit(void)
     g_string_free(deep, TRUE);
 }
 
+/* Monitor addresses qlite cannot listen on are refused with the reason. */
+static void check_listen_error(QmpServer *s, const char *spec, const char *message)
+{
+    g_autoptr(GError) err = NULL;
+    g_assert_false(qmp_server_listen(s, spec, &err));
+    g_assert_nonnull(err);
+    g_assert_cmpstr(err->message, ==, message);
+}
+
+static void test_listen_errors(void)
+{
+    static const QmpMachineOps ops;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(QmpServer) s = qmp_server_new(&ops, NULL, &err);
+    g_assert_no_error(err);
+    check_listen_error(s, "", "'' is not a monitor address (unix:PATH or tcp:HOST:PORT)");
+    check_listen_error(s, ",server=on,wait=off",
+                       "'' is not a monitor address (unix:PATH or tcp:HOST:PORT)");
+    check_listen_error(s, "unix:/x",
+                       "only listening monitors are supported: add server=on,wait=off");
+    check_listen_error(s, "unix:/x,server=on,wait=off,bogus", "unsupported option 'bogus'");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -109,5 +132,6 @@ int main(int argc, char **argv)
     g_test_add_func("/qmp/framer/strings", test_strings);
     g_test_add_func("/qmp/framer/scalars", test_scalars);
     g_test_add_func("/qmp/framer/depth-limit", test_depth_limit);
+    g_test_add_func("/qmp/listen/errors", test_listen_errors);
     return g_test_run();
 }
