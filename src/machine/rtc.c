@@ -28,6 +28,14 @@ enum {
 #define REG_D_VRT   0x80 /* valid RAM and time */
 #define HOUR_PM     0x80
 
+/*
+ * How far the guest's clock may be from the host's: any time a guest can
+ * set (years 0 to 25599 in binary mode) is well inside, and now() + offset
+ * cannot overflow. A loaded offset beyond it is refused.
+ */
+#define RTC_MAX_OFFSET (1000000LL * 366 * 86400)
+
+/* v from 0 to 99 (the callers keep it there). */
 static uint8_t to_bcd(const RtcRegs *r, int v)
 {
     return (r->cmos[RTC_REG_B] & REG_B_DM) ? (uint8_t)v : (uint8_t)(((v / 10) << 4) | (v % 10));
@@ -59,9 +67,14 @@ static int rtc_decode_hour(const RtcRegs *r, uint8_t v)
 static uint8_t rtc_read_time_reg(Rtc *rtc, uint8_t reg)
 {
     RtcRegs *r = &rtc->r;
-    time_t t = rtc->now() + r->offset;
+    time_t t = (time_t)((int64_t)rtc->now() + r->offset);
     struct tm tm;
-    gmtime_r(&t, &tm);
+    if (!gmtime_r(&t, &tm)) {
+        return 0;
+    }
+    /* The registers hold years 0000-9999; before year 0 or after 9999, the date wraps. */
+    int year = (int)(((int64_t)tm.tm_year + 1900) % 10000);
+    year += year < 0 ? 10000 : 0;
     switch (reg) {
     case RTC_SECONDS:
         return to_bcd(r, tm.tm_sec);
@@ -76,9 +89,9 @@ static uint8_t rtc_read_time_reg(Rtc *rtc, uint8_t reg)
     case RTC_MONTH:
         return to_bcd(r, tm.tm_mon + 1);
     case RTC_YEAR:
-        return to_bcd(r, tm.tm_year % 100);
+        return to_bcd(r, year % 100);
     case RTC_REG_CENTURY:
-        return to_bcd(r, (tm.tm_year + 1900) / 100);
+        return to_bcd(r, year / 100);
     }
     return r->cmos[reg];
 }
@@ -216,6 +229,7 @@ void rtc_load(Rtc *rtc, StateIn *in)
     state_get_bytes(in, r.cmos, sizeof(r.cmos));
     r.offset = (int64_t)state_get_u64(in);
     state_in_check(in, r.index < RTC_CMOS_SIZE);
+    state_in_check(in, r.offset >= -RTC_MAX_OFFSET && r.offset <= RTC_MAX_OFFSET);
     if (in->bad) {
         return;
     }

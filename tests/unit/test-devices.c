@@ -72,6 +72,55 @@ static void test_rtc_set(void)
     g_assert_cmpint(rtc->r.offset, ==, 365 * 86400);
 }
 
+/* Year 0005 (century 0x00): a year before 1900 reads back as set, in BCD. */
+static void test_rtc_early_year(void)
+{
+    g_autoptr(Rtc) rtc = rtc_new(fixed_now);
+    cmos_set(rtc, 0x0b, 0x82);
+    cmos_set(rtc, 0x32, 0x00);
+    cmos_set(rtc, 0x09, 0x05);
+    cmos_set(rtc, 0x0b, 0x02);
+    g_assert_cmphex(cmos(rtc, 0x09), ==, 0x05);
+    g_assert_cmphex(cmos(rtc, 0x32), ==, 0x00);
+    g_assert_cmphex(cmos(rtc, 0x08), ==, 0x11);
+}
+
+/* rtc_save's stream with its offset (the last 8 bytes, little-endian) replaced. */
+static GByteArray *state_with_offset(Rtc *rtc, int64_t offset)
+{
+    GByteArray *st = g_byte_array_new();
+    rtc_save(rtc, st);
+    for (int i = 0; i < 8; i++) {
+        st->data[st->len - 8 + i] = (uint8_t)((uint64_t)offset >> (8 * i));
+    }
+    return st;
+}
+
+/* A saved offset no guest can set is refused at load; one it can set is kept. */
+static void test_rtc_load_offset(void)
+{
+    static const int64_t refused[] = {INT64_MAX, INT64_MIN, (int64_t)1 << 50, -((int64_t)1 << 50)};
+    g_autoptr(Rtc) a = rtc_new(fixed_now);
+    g_autoptr(Rtc) b = rtc_new(fixed_now);
+    for (unsigned i = 0; i < G_N_ELEMENTS(refused); i++) {
+        g_autoptr(GByteArray) st = state_with_offset(a, refused[i]);
+        StateIn in;
+        state_in_init(&in, st->data, st->len);
+        rtc_load(b, &in);
+        g_assert_true(in.bad);
+        g_assert_cmpint(b->r.offset, ==, 0);
+        g_assert_cmphex(cmos(b, 0x09), ==, 0x26);
+    }
+    /* Back to year 0005 (-2021 years, give or take a day), as a guest can set it. */
+    g_autoptr(GByteArray) st = state_with_offset(a, -(int64_t)2021 * 31556952);
+    StateIn in;
+    state_in_init(&in, st->data, st->len);
+    rtc_load(b, &in);
+    g_assert_false(in.bad);
+    g_assert_cmphex(cmos(b, 0x09), ==, 0x05);
+    g_assert_cmphex(cmos(b, 0x32), ==, 0x00);
+}
+
 static void test_rtc_nvram(void)
 {
     g_autoptr(Rtc) rtc = rtc_new(fixed_now);
@@ -199,6 +248,8 @@ int main(int argc, char **argv)
     g_test_add_func("/rtc/time", test_rtc_time);
     g_test_add_func("/rtc/set", test_rtc_set);
     g_test_add_func("/rtc/nvram", test_rtc_nvram);
+    g_test_add_func("/rtc/early-year", test_rtc_early_year);
+    g_test_add_func("/rtc/load-offset", test_rtc_load_offset);
     g_test_add_func("/i8042/commands", test_i8042);
     g_test_add_func("/acpi-pm/sleep", test_acpi_pm);
     g_test_add_func("/acpi-pm/power-button", test_power_button);
