@@ -714,18 +714,43 @@ static JsonNode *cmd_migrate_set_capabilities(QmpServer *s, JsonObject *args)
                          "Invalid parameter type for 'capabilities', expected: array");
     }
     JsonArray *a = json_node_get_array(list);
-    for (guint i = 0; i < json_array_get_length(a); i++) {
+    guint n = json_array_get_length(a);
+    /* Every element checked (as QEMU names them, capabilities[i].member) before any applies. */
+    for (guint i = 0; i < n; i++) {
         JsonNode *e = json_array_get_element(a, i);
-        JsonObject *c = JSON_NODE_HOLDS_OBJECT(e) ? json_node_get_object(e) : NULL;
-        const char *name = c && json_object_has_member(c, "capability")
-                               ? json_object_get_string_member(c, "capability")
-                               : NULL;
-        if (!name || !json_object_has_member(c, "state")) {
-            return qmp_error("GenericError", "Parameter 'capability' is missing");
+        if (!JSON_NODE_HOLDS_OBJECT(e)) {
+            return qmp_error("GenericError",
+                             "Invalid parameter type for 'capabilities[%u]', expected: object", i);
         }
-        if (strcmp(name, "events") != 0) {
-            return qmp_error("GenericError", "Capability '%s' is not supported by qlite", name);
+        JsonObject *c = json_node_get_object(e);
+        JsonNode *name = json_object_get_member(c, "capability");
+        JsonNode *state = json_object_get_member(c, "state");
+        if (!name) {
+            return qmp_error("GenericError", "Parameter 'capabilities[%u].capability' is missing",
+                             i);
         }
+        if (!JSON_NODE_HOLDS_VALUE(name) || json_node_get_value_type(name) != G_TYPE_STRING) {
+            return qmp_error("GenericError",
+                             "Invalid parameter type for 'capabilities[%u].capability', "
+                             "expected: string",
+                             i);
+        }
+        if (!state) {
+            return qmp_error("GenericError", "Parameter 'capabilities[%u].state' is missing", i);
+        }
+        if (!JSON_NODE_HOLDS_VALUE(state) || json_node_get_value_type(state) != G_TYPE_BOOLEAN) {
+            return qmp_error("GenericError",
+                             "Invalid parameter type for 'capabilities[%u].state', expected: "
+                             "boolean",
+                             i);
+        }
+        if (strcmp(json_node_get_string(name), "events") != 0) {
+            return qmp_error("GenericError", "Capability '%s' is not supported by qlite",
+                             json_node_get_string(name));
+        }
+    }
+    for (guint i = 0; i < n; i++) {
+        JsonObject *c = json_array_get_object_element(a, i);
         g_atomic_int_set(&s->mig_events, json_object_get_boolean_member(c, "state"));
     }
     return qmp_return(NULL);

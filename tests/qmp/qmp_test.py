@@ -532,6 +532,29 @@ def t_errors(vm):
          '{"error": {"class": "DeviceNotFound", "desc": "Device \'nope\' not found"}}'),
         ('{"execute": "device_del"}',
          '{"error": {"class": "GenericError", "desc": "Parameter \'id\' is missing"}}'),
+        # migrate-set-capabilities checks every element's types, as QEMU names them.
+        ('{"execute": "migrate-set-capabilities", "arguments": {"capabilities": '
+         '[{"capability": "events", "state": []}]}}',
+         '{"error": {"class": "GenericError", "desc": '
+         '"Invalid parameter type for \'capabilities[0].state\', expected: boolean"}}'),
+        ('{"execute": "migrate-set-capabilities", "arguments": {"capabilities": '
+         '[{"capability": "events", "state": true}, {"capability": "events", "state": "yes"}]}}',
+         '{"error": {"class": "GenericError", "desc": '
+         '"Invalid parameter type for \'capabilities[1].state\', expected: boolean"}}'),
+        ('{"execute": "migrate-set-capabilities", "arguments": {"capabilities": '
+         '[{"capability": "events", "state": 5}]}}',
+         '{"error": {"class": "GenericError", "desc": '
+         '"Invalid parameter type for \'capabilities[0].state\', expected: boolean"}}'),
+        ('{"execute": "migrate-set-capabilities", "arguments": {"capabilities": '
+         '[{"capability": 7, "state": true}]}}',
+         '{"error": {"class": "GenericError", "desc": '
+         '"Invalid parameter type for \'capabilities[0].capability\', expected: string"}}'),
+        ('{"execute": "migrate-set-capabilities", "arguments": {"capabilities": '
+         '[{"capability": "events"}]}}',
+         '{"error": {"class": "GenericError", "desc": '
+         '"Parameter \'capabilities[0].state\' is missing"}}'),
+        ('{"execute": "query-migrate-capabilities"}',
+         '{"return": [{"capability": "events", "state": false}]}'),
         # Accepted variants: empty arguments, single-quoted strings.
         ('{"execute": "query-status", "arguments": {}, "id": "empty"}',
          '{"return": {"status": "prelaunch", "singlestep": false, "running": false}, "id": "empty"}'),
