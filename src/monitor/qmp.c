@@ -1017,6 +1017,25 @@ static char *big_integer_id(const char *text, size_t len)
     return NULL;
 }
 
+/*
+ * Whether text has a \u0000 escape (a backslash that is not itself escaped,
+ * then u0000). json-glib turns it into a NUL that cuts the C string short:
+ * "query-name\u0000-x" would run query-name. QEMU refuses it; so do we.
+ */
+static bool has_nul_escape(const char *text, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (text[i] != '\\') {
+            continue;
+        }
+        if (text[i + 1] == 'u' && memcmp(text + i + 2, "0000", 4) == 0) {
+            return true;
+        }
+        i++; /* the escaped character, a backslash included */
+    }
+    return false;
+}
+
 static void client_handle_text(void *opaque, const char *text, size_t len, bool too_big)
 {
     QmpClient *c = opaque;
@@ -1028,6 +1047,12 @@ static void client_handle_text(void *opaque, const char *text, size_t len, bool 
     if (too_big) {
         g_autoptr(JsonNode) e =
             qmp_error("GenericError", "JSON parse error, %s", "token or nesting too large");
+        client_write(c, e);
+        return;
+    }
+    if (has_nul_escape(text, len)) {
+        g_autoptr(JsonNode) e =
+            qmp_error("GenericError", "JSON parse error, %s", "\\u0000 is not supported");
         client_write(c, e);
         return;
     }

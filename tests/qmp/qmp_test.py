@@ -532,6 +532,17 @@ def t_errors(vm):
          '{"error": {"class": "DeviceNotFound", "desc": "Device \'nope\' not found"}}'),
         ('{"execute": "device_del"}',
          '{"error": {"class": "GenericError", "desc": "Parameter \'id\' is missing"}}'),
+        # \u0000 would cut a C string short: refused wherever it is, as QEMU does.
+        ('{"execute": "query-name\\u0000-anything"}',
+         '{"error": {"class": "GenericError", "desc": "JSON parse error, \\\\u0000 is not supported"}}'),
+        ('{"execute": "query-status", "id": "x\\u0000y"}',
+         '{"error": {"class": "GenericError", "desc": "JSON parse error, \\\\u0000 is not supported"}}'),
+        ('{"execute": "human-monitor-command", "arguments": {"command-line": "info status\\u0000x"}}',
+         '{"error": {"class": "GenericError", "desc": "JSON parse error, \\\\u0000 is not supported"}}'),
+        # An escaped backslash before u0000 is no NUL.
+        ('{"execute": "query-status", "id": "a\\\\u0000"}',
+         '{"return": {"status": "prelaunch", "singlestep": false, "running": false}, '
+         '"id": "a\\\\u0000"}'),
         # migrate-set-capabilities checks every element's types, as QEMU names them.
         ('{"execute": "migrate-set-capabilities", "arguments": {"capabilities": '
          '[{"capability": "events", "state": []}]}}',
