@@ -17,8 +17,9 @@
 # sockets cannot be made on 9p); /tmp stays the machine's, so a checkout
 # under /tmp works too. /run is a tmpfs (network namespaces). Build on the outside; inside, clocks
 # disagree slightly with file times (meson: "Clock skew detected").
-# Exit status 125 means the nested host itself died (its kernel log tail is
-# printed); the command's own status is never 125 then.
+# Exit status 125 means the nested host itself died, or its kernel reported a
+# fault (a stall, a lockup, an oops) and it was stopped: its kernel log tail
+# is printed, and the command's own status is never 125 then.
 #
 # Environment: QLITE_HOST_MEM (default 8G), QLITE_HOST_CPUS (default: nproc),
 # QLITE_CACHE (default ~/.cache/qlite). Needs qemu-system-x86, busybox-static
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
         --retry) retry=1; shift ;;
         --check) check=1; shift ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,24s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26s/^# \{0,1\}//p' "$0"; exit 0 ;;
         -*) die "unknown option '$1' (try --help)" ;;
         *) break ;;
     esac
@@ -158,6 +159,23 @@ trap 'rm -rf "$run"' EXIT
     fi
 } >"$run/cmd.sh"
 
+# A nested host whose kernel reports a fault (a stall, a lockup, an oops)
+# runs on, but slowly or wrongly: whatever it ran from then on proves nothing.
+# Its kernel log is watched, and at the first such report the host is stopped
+# (it is reported as dead) rather than left to fail tests until its timeout.
+FAULTS='rcu: INFO: .*detected stall|soft lockup|hard LOCKUP|blocked for more than|Kernel panic|BUG: |Oops|general protection fault|stack guard page'
+watch_host() {
+    trap - EXIT # the caller's clean-up is not ours
+    local log=$1 line
+    while sleep 2; do
+        line=$(tr -d '\r' <"$log" | grep -m1 -E "$FAULTS") || continue
+        echo "$line" >"$run/fault"
+        sleep 5 # the rest of the report, for the log tail
+        pkill -f "qlite_host\.run=$run( |\$)" || true
+        return
+    done
+}
+
 boot_host() {
     local log=$run/host.log
     : >"$log"
@@ -172,17 +190,24 @@ boot_host() {
     # gives) would let the first file QEMU opens become its console input.
     local rc=0 input=/dev/null
     [ $interactive -eq 1 ] && input=/dev/stdin
+    rm -f "$run/fault"
+    watch_host "$log" &
+    local watcher=$!
     if [ "$timeout" -gt 0 ]; then
         timeout -k 10 "$timeout" "${qemu[@]}" <"$input" || rc=$?
     else
         "${qemu[@]}" <"$input" || rc=$?
     fi
+    kill $watcher 2>/dev/null || true
+    wait $watcher 2>/dev/null || true
     local status
     status=$(sed -n 's/^qlite-host: status \([0-9]*\).*/\1/p' "$log" | tail -n1)
-    if [ -n "$status" ]; then
+    if [ -s "$run/fault" ]; then
+        echo "kvm-host.sh: the nested host's kernel reported a fault, so it was stopped:" \
+            "$(cat "$run/fault")" >&2
+    elif [ -n "$status" ]; then
         return "$status"
-    fi
-    if [ $rc -eq 124 ]; then
+    elif [ $rc -eq 124 ]; then
         echo "kvm-host.sh: the nested host did not finish in $timeout s" >&2
     else
         echo "kvm-host.sh: the nested host died (QEMU exit status $rc)" >&2

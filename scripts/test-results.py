@@ -2,52 +2,61 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Test results across the runs of scripts/test.sh.
 
-  test-results.py unfinished CONSOLE NAME...
+  test-results.py rerun CONSOLE NAME...
       the NAMEs that CONSOLE (meson test's output from a nested host that
-      died) does not report as finished, one per line: to run again;
-  test-results.py count [--json LOG]... [--console CONSOLE]...
+      died or was stopped) does not report as passed, one per line: to run
+      again on a new host, since a host that failed may have failed them;
+  test-results.py count [--json LOG | --console CONSOLE]...
       the closing line "N passed, N failed, N skipped" over meson's JSON logs
-      and the consoles of hosts that died (what they reported before); exit
-      status 1 when a test failed.
+      and the consoles of hosts that died (what they reported before), each
+      test counted once with its last result; exit status 1 when a test
+      failed.
 """
 import json
 import re
 import sys
 
 # " 3/23 qlite:kvm+boot+boot-tiny / tiny-hello   OK   9.79s" (meson test's progress line)
-LINE = re.compile(r"^\s*\d+/\d+\s+qlite:\S+\s+/\s+(\S+)\s+"
+LINE = re.compile(r"^\s*\d+/\d+\s+(qlite:\S+\s+/\s+\S+)\s+"
                   r"(OK|FAIL|SKIP|EXPECTEDFAIL|UNEXPECTEDPASS|TIMEOUT|INTERRUPT|ERROR)\s")
 KIND = {"OK": "passed", "EXPECTEDFAIL": "passed", "SKIP": "skipped"}
 
 
 def console_results(path):
-    """{test name: meson result} for every test the console reports as finished."""
+    """{"qlite:SUITES / NAME": meson result} for every test the console reports as finished."""
     with open(path, errors="replace") as f:
-        return {m.group(1): m.group(2) for m in map(LINE.match, f.read().replace("\r", "").split("\n"))
-                if m}
+        return {re.sub(r"\s+", " ", m.group(1)): m.group(2)
+                for m in map(LINE.match, f.read().replace("\r", "").split("\n")) if m}
 
 
 def json_results(path):
+    """{"qlite:SUITES / NAME": meson result} from meson's JSON log."""
+    results = {}
     with open(path) as f:
-        return [json.loads(line)["result"] for line in f if line.strip()]
+        for line in f:
+            if line.strip():
+                test = json.loads(line)
+                results[test["name"]] = test["result"]
+    return results
 
 
 def main(argv):
-    if len(argv) >= 2 and argv[0] == "unfinished":
-        done = console_results(argv[1])
+    if len(argv) >= 2 and argv[0] == "rerun":
+        passed = {name.split(" / ")[-1] for name, result in console_results(argv[1]).items()
+                  if KIND.get(result) == "passed"}
         for name in argv[2:]:
-            if name not in done:
+            if name not in passed:
                 print(name)
         return 0
     if argv and argv[0] == "count":
-        results = []
+        results = {}
         args = argv[1:]
         while len(args) >= 2 and args[0] in ("--json", "--console"):
             try:
                 if args[0] == "--json":
-                    results += json_results(args[1])
+                    results.update(json_results(args[1]))
                 else:
-                    results += console_results(args[1]).values()
+                    results.update(console_results(args[1]))
             except FileNotFoundError:
                 pass
             args = args[2:]
@@ -55,7 +64,7 @@ def main(argv):
             print(__doc__, file=sys.stderr)
             return 2
         counts = {"passed": 0, "failed": 0, "skipped": 0}
-        for r in results:
+        for r in results.values():
             counts[KIND.get(r, "failed")] += 1
         print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
         return 1 if counts["failed"] else 0
