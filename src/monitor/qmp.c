@@ -25,13 +25,31 @@
 
 /* ---- framing: where one top-level JSON text ends ---- */
 
+/*
+ * The framer splits the stream into texts by QEMU's lexical rules, and is
+ * also what makes a text safe for json-glib, whose lexer differs: it takes
+ * '/' to the next '/' for a comment, reads '...' strings without escapes and
+ * reads past a string's end after an odd \u escape. Were the two to
+ * disagree on where strings end, brackets the framer took for string
+ * contents would nest in the parser beyond the depth limit, and its
+ * recursion would overflow the stack. So the text handed on holds only what
+ * both read alike: strings all double-quoted ('...' rewritten, QEMU's
+ * escapes in them kept), escapes as QEMU's lexer accepts them (\u with four
+ * hex digits, surrogates in pairs), no '/' outside strings. A text breaking
+ * these rules or the limits is refused at once with QEMU's message, and the
+ * rest of it is skipped unbuffered: one error per text.
+ */
 struct QmpFramer {
     GString *buf;
-    unsigned depth;
-    char quote; /* 0, '"' or '\'' */
-    bool escape;
-    bool scalar; /* inside a top-level bare token */
-    bool overflow;
+    QmpTextFunc cb; /* during qmp_framer_feed */
+    void *opaque;
+    size_t depth;
+    char quote;      /* 0, or the quote that opened the string: '"' or '\'' */
+    unsigned escape; /* 0; 1 after a backslash; 2 + the hex digits read of \uXXXX */
+    unsigned code;   /* the \u escape's value so far */
+    bool want_low;   /* a high surrogate was read: "\u" and a low one must follow */
+    bool scalar;     /* inside a top-level bare token */
+    bool refused;    /* the text was refused: the rest of it is skipped */
 };
 
 QmpFramer *qmp_framer_new(void)
@@ -49,70 +67,168 @@ void qmp_framer_free(QmpFramer *f)
     }
 }
 
-static void framer_emit(QmpFramer *f, void (*cb)(void *, const char *, size_t, bool), void *op)
+/* The text ends here: handed on unless it was refused. */
+static void framer_end(QmpFramer *f)
 {
-    cb(op, f->buf->str, f->buf->len, f->overflow);
+    if (!f->refused) {
+        f->cb(f->opaque, f->buf->str, f->buf->len, NULL);
+    }
     g_string_truncate(f->buf, 0);
     f->depth = 0;
     f->quote = 0;
-    f->escape = false;
+    f->escape = 0;
+    f->want_low = false;
     f->scalar = false;
-    f->overflow = false;
+    f->refused = false;
 }
 
-void qmp_framer_feed(QmpFramer *f, const char *data, size_t len,
-                     void (*cb)(void *opaque, const char *text, size_t len, bool too_big),
-                     void *opaque)
+static void framer_refuse(QmpFramer *f, const char *error)
 {
+    if (!f->refused) {
+        f->cb(f->opaque, f->buf->str, f->buf->len, error);
+        g_string_truncate(f->buf, 0);
+        f->refused = true;
+    }
+}
+
+static void framer_append(QmpFramer *f, const char *s, size_t len)
+{
+    if (f->refused) {
+        return;
+    }
+    if (f->buf->len + len > QMP_MAX_TEXT) {
+        framer_refuse(f, "JSON token size limit exceeded");
+        return;
+    }
+    g_string_append_len(f->buf, s, (gssize)len);
+}
+
+static void framer_append_c(QmpFramer *f, char c)
+{
+    framer_append(f, &c, 1);
+}
+
+static void framer_bad_escape(QmpFramer *f)
+{
+    framer_refuse(f, "JSON parse error, invalid escape sequence in string");
+}
+
+/* One character of a \uXXXX escape's hex digits; false if c is none. */
+static bool framer_hex_digit(QmpFramer *f, char c)
+{
+    if (!g_ascii_isxdigit(c)) {
+        framer_refuse(f, "JSON parse error, invalid hex escape sequence in string");
+        f->escape = 0;
+        f->want_low = false;
+        return false;
+    }
+    framer_append_c(f, c);
+    f->code = f->code << 4 | (unsigned)g_ascii_xdigit_value(c);
+    if (++f->escape == 6) {
+        f->escape = 0;
+        bool high = f->code >= 0xd800 && f->code <= 0xdbff;
+        bool low = f->code >= 0xdc00 && f->code <= 0xdfff;
+        if (f->want_low ? !low : low) {
+            framer_bad_escape(f);
+        }
+        f->want_low = !f->want_low && high;
+    }
+    return true;
+}
+
+/* One character inside a string; true when it closed the string. */
+static bool framer_string_char(QmpFramer *f, char c)
+{
+    if (f->escape >= 2 && framer_hex_digit(f, c)) {
+        return false;
+    }
+    if (f->escape == 1) {
+        f->escape = 0;
+        if (f->want_low && c != 'u') {
+            framer_bad_escape(f);
+            f->want_low = false;
+        }
+        if (c == 'u') {
+            framer_append(f, "\\u", 2);
+            f->escape = 2;
+            f->code = 0;
+        } else if (c == '\'') {
+            framer_append_c(f, c); /* needs no escape in "..." */
+        } else if (c && strchr("\"\\/bfnrt", c)) {
+            char esc[2] = {'\\', c};
+            framer_append(f, esc, 2);
+        } else {
+            framer_bad_escape(f);
+        }
+        return false;
+    }
+    if (f->want_low && c != '\\') {
+        framer_bad_escape(f);
+        f->want_low = false;
+    }
+    if (c == '\\') {
+        f->escape = 1;
+    } else if (c == f->quote) {
+        framer_append_c(f, '"');
+        f->quote = 0;
+        return true;
+    } else if (c == '"') {
+        framer_append(f, "\\\"", 2); /* inside '...' */
+    } else {
+        framer_append_c(f, c);
+    }
+    return false;
+}
+
+void qmp_framer_feed(QmpFramer *f, const char *data, size_t len, QmpTextFunc cb, void *opaque)
+{
+    f->cb = cb;
+    f->opaque = opaque;
     for (size_t i = 0; i < len; i++) {
         char c = data[i];
         bool space = c == ' ' || c == '\t' || c == '\r' || c == '\n';
-        if (f->scalar && (space || c == '{' || c == '[')) {
-            framer_emit(f, cb, opaque);
+        if (f->quote) {
+            if (framer_string_char(f, c) && f->depth == 0) {
+                framer_end(f); /* a top-level string */
+            }
+            continue;
         }
-        if (f->depth == 0 && !f->scalar && f->quote == 0 && f->buf->len == 0) {
+        if (f->scalar && (space || c == '{' || c == '[')) {
+            framer_end(f);
+        }
+        if (f->depth == 0 && !f->scalar) {
             if (space) {
                 continue;
             }
             if (c == '}' || c == ']') {
                 /* A stray closer is a text of its own: the parser reports it at once. */
-                g_string_append_c(f->buf, c);
-                framer_emit(f, cb, opaque);
+                framer_append_c(f, c);
+                framer_end(f);
                 continue;
             }
             if (c != '{' && c != '[' && c != '"' && c != '\'') {
                 f->scalar = true;
             }
         }
-        if (f->buf->len < QMP_MAX_TEXT) {
-            g_string_append_c(f->buf, c);
-        } else {
-            f->overflow = true;
-        }
         if (f->scalar) {
-            continue;
-        }
-        if (f->quote) {
-            if (f->escape) {
-                f->escape = false;
-            } else if (c == '\\') {
-                f->escape = true;
-            } else if (c == f->quote) {
-                f->quote = 0;
-                if (f->depth == 0) {
-                    framer_emit(f, cb, opaque); /* a top-level string */
-                }
-            }
+            framer_append_c(f, c); /* holds no bracket, so no nesting */
             continue;
         }
         if (c == '"' || c == '\'') {
             f->quote = c;
-        } else if (c == '{' || c == '[') {
+            framer_append_c(f, '"');
+            continue;
+        }
+        if (c == '/') {
+            framer_refuse(f, "JSON parse error, stray '/'");
+        }
+        framer_append_c(f, c);
+        if (c == '{' || c == '[') {
             if (++f->depth > QMP_MAX_DEPTH) {
-                f->overflow = true;
+                framer_refuse(f, "JSON nesting depth limit exceeded");
             }
-        } else if ((c == '}' || c == ']') && f->depth > 0 && --f->depth == 0) {
-            framer_emit(f, cb, opaque);
+        } else if ((c == '}' || c == ']') && --f->depth == 0) {
+            framer_end(f);
         }
     }
 }
@@ -1036,7 +1152,7 @@ static bool has_nul_escape(const char *text, size_t len)
     return false;
 }
 
-static void client_handle_text(void *opaque, const char *text, size_t len, bool too_big)
+static void client_handle_text(void *opaque, const char *text, size_t len, const char *refusal)
 {
     QmpClient *c = opaque;
     if (c->closing) {
@@ -1044,9 +1160,8 @@ static void client_handle_text(void *opaque, const char *text, size_t len, bool 
     }
     g_autoptr(JsonParser) p = json_parser_new_immutable();
     g_autoptr(GError) err = NULL;
-    if (too_big) {
-        g_autoptr(JsonNode) e =
-            qmp_error("GenericError", "JSON parse error, %s", "token or nesting too large");
+    if (refusal) {
+        g_autoptr(JsonNode) e = qmp_error("GenericError", "%s", refusal);
         client_write(c, e);
         return;
     }

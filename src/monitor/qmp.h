@@ -100,7 +100,11 @@ void qmp_server_migration_params(QmpServer *s, int64_t *downtime_limit, int64_t 
 typedef struct QmpFramer QmpFramer;
 QmpFramer *qmp_framer_new(void);
 void qmp_framer_free(QmpFramer *f);
-/* Feeds bytes; calls cb once per complete text (or per text that broke the limits). */
-void qmp_framer_feed(QmpFramer *f, const char *data, size_t len,
-                     void (*cb)(void *opaque, const char *text, size_t len, bool too_big),
-                     void *opaque);
+/*
+ * A complete text, safe to hand to json-glib, when refusal is NULL; else the
+ * text broke a rule or a limit where it ends (the rest of it is skipped), and
+ * refusal is QEMU's message for it.
+ */
+typedef void (*QmpTextFunc)(void *opaque, const char *text, size_t len, const char *refusal);
+/* Feeds bytes; calls cb once per complete text. */
+void qmp_framer_feed(QmpFramer *f, const char *data, size_t len, QmpTextFunc cb, void *opaque);

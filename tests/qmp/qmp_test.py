@@ -615,6 +615,50 @@ def t_malformed(vm):
     c.expect_silence('after the last good command')
 
 
+@case('hostile-json')
+@with_vm
+def t_hostile_json(vm):
+    """Texts whose strings and comments json-glib reads otherwise than
+    QEMU's lexer, with 200,000 '[' inside: one GenericError apiece (or the
+    reply to the array they turn out to be), before negotiation as after, and
+    the monitor lives on. qlite used to hand them to json-glib, whose
+    recursion overflowed the monitor thread's stack."""
+    deep = '[' * 200000
+    cases = [
+        ('[/*"*/' + deep + '"]', "JSON parse error, stray '/'"),
+        ('["\\u1"", ' + deep + '"]', 'JSON parse error, invalid hex escape sequence in string'),
+        ("['\\'," + deep + "']", 'QMP input must be a JSON object'),
+    ]
+    for negotiated in (False, True):
+        c = vm.connect()
+        c.greeting()
+        if negotiated:
+            c.send('{"execute": "qmp_capabilities"}')
+            c.recv('qmp_capabilities reply')
+        for text, desc in cases:
+            what = '%r... (%s)' % (text[:10], 'negotiated' if negotiated else 'before negotiation')
+            c.send(text)
+            c.send('{"execute": "query-name", "id": "after"}')
+            errors = []
+            while True:
+                m = c.recv('replies to %s' % what, timeout=30)
+                if m.obj.get('id') == 'after':
+                    break
+                errors.append(m)
+            expect_msg(m, '{"return": {}, "id": "after"}' if negotiated else
+                       '{"id": "after", "error": {"class": "CommandNotFound", "desc": '
+                       '"Expecting capabilities negotiation with \'qmp_capabilities\'"}}',
+                       'the command after %s' % what)
+            check(errors and all((e.obj.get('error') or {}).get('class') == 'GenericError'
+                                 for e in errors), 'GenericError for %s' % what,
+                  'GenericError', errors)
+            if not OPTS.reference:
+                check(len(errors) == 1 and errors[0].obj['error']['desc'] == desc,
+                      'one error for %s' % what, desc, errors)
+        c.close()
+    check(vm.proc.poll() is None, 'the VMM still runs', 'running', vm.output())
+
+
 @case('stream')
 @with_vm
 def t_stream(vm):
