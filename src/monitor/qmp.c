@@ -18,6 +18,8 @@
 #define QMP_MAX_TEXT      (64 << 20) /* QEMU's token limit */
 #define QMP_MAX_DEPTH     1024
 #define QMP_OUT_HIGH      (64 << 10) /* unread replies beyond which a client's input waits */
+#define QMP_OUT_MAX       (1 << 20)  /* unread output beyond which a client is dropped */
+#define QMP_MAX_CLIENTS   64         /* per monitor; more wait to be accepted */
 #define QMP_MAX_MSGFDS    16         /* descriptors read from one message; the rest are dropped */
 #define QMP_VERSION_MAJOR 7          /* the QEMU release whose protocol we match */
 #define QMP_VERSION_MINOR 2
@@ -261,8 +263,8 @@ struct QmpListener {
     int fd;
     char *path; /* unix socket to unlink */
     GSource *accept_src;
-    QmpClient *client;
-    GPtrArray *fds; /* MonitorFd: per monitor, as QEMU, kept across clients */
+    GPtrArray *clients; /* QmpClient, served side by side */
+    GPtrArray *fds;     /* MonitorFd: per monitor, as QEMU, kept across clients */
 };
 
 struct QmpServer {
@@ -352,8 +354,11 @@ static void broadcast(QmpServer *s, JsonNode *event)
     /* Events before negotiation are dropped, not queued (as QEMU). */
     for (guint i = 0; i < s->listeners->len; i++) {
         QmpListener *l = g_ptr_array_index(s->listeners, i);
-        if (l->client && l->client->negotiated && !l->client->closing) {
-            client_write(l->client, event);
+        for (guint j = 0; j < l->clients->len; j++) {
+            QmpClient *c = g_ptr_array_index(l->clients, j);
+            if (c->negotiated && !c->closing) {
+                client_write(c, event);
+            }
         }
     }
 }
@@ -1361,11 +1366,34 @@ static void json_append(GString *out, JsonNode *node)
     }
 }
 
+/*
+ * A client that leaves more than QMP_OUT_MAX unread (events keep coming
+ * while it reads nothing) is disconnected, its output dropped: memory stays
+ * bounded. Its socket is shut down, so reading it ends in client_close.
+ */
+static void client_drop(QmpClient *c)
+{
+    g_printerr("qlite: a QMP client left over %d KiB of output unread: disconnected\n",
+               QMP_OUT_MAX >> 10);
+    g_string_truncate(c->out, 0);
+    c->closing = true;
+    shutdown(c->fd, SHUT_RDWR);
+    if (!c->in_src) {
+        c->in_src = iothread_add_fd(c->l->s->thread, c->fd, client_readable, c);
+    }
+}
+
 static void client_write(QmpClient *c, JsonNode *node)
 {
+    if (c->closing) {
+        return;
+    }
     json_append(c->out, node);
     g_string_append(c->out, "\r\n");
     client_flush(c);
+    if (c->out->len > QMP_OUT_MAX) {
+        client_drop(c);
+    }
 }
 
 static void listener_watch(QmpListener *l);
@@ -1381,9 +1409,9 @@ static void client_close(QmpClient *c)
     }
     g_string_free(c->out, TRUE);
     qmp_framer_free(c->framer);
+    g_ptr_array_remove_fast(l->clients, c);
     g_free(c);
-    l->client = NULL;
-    listener_watch(l); /* the next client may come in */
+    listener_watch(l); /* below the limit again: the next client may come in */
 }
 
 /*
@@ -1459,16 +1487,17 @@ static void listener_accept(void *opaque)
     if (fd < 0) {
         return;
     }
-    /* One client at a time: stop accepting until this one leaves. */
-    iothread_remove_source(l->accept_src);
-    l->accept_src = NULL;
     QmpClient *c = g_new0(QmpClient, 1);
     c->l = l;
     c->fd = fd;
     c->msgfd = -1;
     c->out = g_string_new(NULL);
     c->framer = qmp_framer_new();
-    l->client = c;
+    g_ptr_array_add(l->clients, c);
+    if (l->clients->len >= QMP_MAX_CLIENTS) {
+        iothread_remove_source(l->accept_src); /* the rest wait in the backlog */
+        l->accept_src = NULL;
+    }
     c->in_src = iothread_add_fd(l->s->thread, fd, client_readable, c);
     g_autoptr(JsonNode) g = greeting();
     client_write(c, g);
@@ -1476,7 +1505,7 @@ static void listener_accept(void *opaque)
 
 static void listener_watch(QmpListener *l)
 {
-    if (!l->accept_src) {
+    if (!l->accept_src && l->clients->len < QMP_MAX_CLIENTS) {
         l->accept_src = iothread_add_fd(l->s->thread, l->fd, listener_accept, l);
     }
 }
@@ -1512,6 +1541,7 @@ static void add_listener_cb(void *opaque)
     l->fd = a->fd;
     l->path = a->path;
     l->fds = g_ptr_array_new_with_free_func(monitor_fd_free);
+    l->clients = g_ptr_array_new();
     g_ptr_array_add(a->s->listeners, l);
     listener_watch(l);
 }
@@ -1623,10 +1653,12 @@ static void free_listeners_cb(void *opaque)
     QmpServer *s = opaque;
     for (guint i = 0; i < s->listeners->len; i++) {
         QmpListener *l = g_ptr_array_index(s->listeners, i);
-        if (l->client) {
-            client_flush(l->client);
-            client_close(l->client);
+        while (l->clients->len > 0) {
+            QmpClient *c = g_ptr_array_index(l->clients, 0);
+            client_flush(c);
+            client_close(c);
         }
+        g_ptr_array_free(l->clients, TRUE);
         iothread_remove_source(l->accept_src);
         close(l->fd);
         if (l->path) {

@@ -968,32 +968,75 @@ def t_hmp(vm):
 @case('second-client')
 @with_vm
 def t_second_client(vm):
-    """One client at a time per socket: a second one connects but gets no
-    greeting until the first disconnects, then gets the greeting and a fresh
-    negotiation."""
+    """Clients of one monitor are served side by side: a client that
+    connects and sends nothing, or one that negotiated and went idle, keeps
+    nobody waiting. Each has its own negotiation; events go to every
+    negotiated client. (QEMU serves one at a time; an idle client would
+    block the monitor.)"""
+    idle = vm.connect()  # connects and never says a word
     a = vm.connect().negotiate()
     b = vm.connect()
-    b.expect_silence('second client while the first is connected', 1.0)
-    expect_msg(a.execute('query-name', id='a'), '{"return": {}, "id": "a"}',
-               'first client still served')
-    b.send('{"execute": "qmp_capabilities"}')
-    b.expect_silence('second client command while the first is connected', 0.5)
-    a.close()
-    g = b.recv('greeting of the second client after the first left')
+    g = b.recv('greeting of a third client while two are connected')
     check('QMP' in g.obj, 'greeting', '{"QMP": ...}', g.raw)
-    # The qmp_capabilities sent while waiting is read now.
-    expect_msg(b.recv('queued qmp_capabilities'), '{"return": {}}',
-               'qmp_capabilities sent while waiting')
-    expect_msg(b.execute('query-name', id='b'), '{"return": {}, "id": "b"}',
-               'second client served')
-    # And a third one after the second leaves starts negotiation again.
-    b.close()
-    c = vm.connect()
-    c.greeting()
-    c.send('{"execute": "query-name"}')
-    expect_msg(c.recv('third client before negotiation'),
+    b.send('{"execute": "query-name"}')
+    expect_msg(b.recv('third client before negotiation'),
                '{"error": {"class": "CommandNotFound", "desc": "Expecting capabilities '
-               'negotiation with \'qmp_capabilities\'"}}', 'third client starts in negotiation')
+               'negotiation with \'qmp_capabilities\'"}}', 'each client starts in negotiation')
+    b.send('{"execute": "qmp_capabilities"}')
+    expect_msg(b.recv('qmp_capabilities of the third client'), '{"return": {}}',
+               'third client negotiates while the others are connected')
+    expect_msg(a.execute('query-name', id='a'), '{"return": {}, "id": "a"}', 'first client served')
+    expect_msg(b.execute('query-name', id='b'), '{"return": {}, "id": "b"}', 'third client served')
+    # An event reaches every negotiated client, and not the one that never negotiated.
+    events = []
+    expect_msg(b.execute('system_reset', id='r', events=events), '{"return": {}, "id": "r"}',
+               'system_reset from the third client')
+    reset = ('{"timestamp": {"seconds": "<S>", "microseconds": "<US>"}, "event": "RESET", '
+             '"data": {"guest": false, "reason": "host-qmp-system-reset"}}')
+    check(len(events) == 1, 'one event before the reply', 'RESET', events)
+    expect_msg(events[0], reset, 'RESET at the third client')
+    expect_msg(a.recv('RESET at the first client'), reset, 'RESET at the first client')
+    g = idle.recv('greeting of the client that says nothing')
+    check('QMP' in g.obj, 'greeting of the idle client', '{"QMP": ...}', g.raw)
+    idle.expect_silence('no event before negotiation', 0.5)
+    # A client that leaves does not disturb the others.
+    a.close()
+    expect_msg(b.execute('query-name', id='b2'), '{"return": {}, "id": "b2"}',
+               'third client after the first left')
+
+
+@case('slow-reader')
+@with_vm
+def t_slow_reader(vm):
+    """A client that reads nothing while events pile up for it is
+    disconnected once over 1 MiB waits for it (qlite's memory stays bounded);
+    the other clients and the VM go on."""
+    slow = vm.connect()
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.negotiate()
+    busy = vm.connect().negotiate()
+    batch = ''.join('{"execute": "system_reset", "id": %d}' % i for i in range(500))
+    sent = 0
+    while sent < 40000 and not vm.output().count(b'disconnected'):
+        busy.send(batch)
+        for i in range(500):
+            m = busy.recv('reply %d of a batch of system_reset' % i)
+            while 'event' in m.obj:
+                m = busy.recv('reply %d of a batch of system_reset' % i)
+        sent += 500
+    check(b'left over 1024 KiB of output unread: disconnected' in vm.output(),
+          'the slow client is disconnected (after %d events)' % sent,
+          'qlite: a QMP client left over 1024 KiB of output unread: disconnected',
+          vm.output())
+    deadline = time.time() + 10
+    while not slow.eof and time.time() < deadline:
+        slow.buf = b''  # what was sent before the disconnection
+        slow._fill(deadline - time.time())
+    check(slow.eof, 'the slow client finds its connection closed once it reads', 'EOF',
+          'still open')
+    expect_msg(busy.execute('query-status', id='end'),
+               '{"return": {"status": "prelaunch", "singlestep": false, "running": false}, '
+               '"id": "end"}', 'the other client goes on')
 
 
 @case('quit')
