@@ -212,6 +212,10 @@ bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, bool *running, G
             return false;
         }
     }
+    /* Every function off the buses first: BARs may have traded places between them. */
+    for (guint i = 0; i < m->virtio->len; i++) {
+        pci_device_unmap(virtio_pci_device(g_ptr_array_index(m->virtio, i)));
+    }
     for (guint i = 0; i < m->virtio->len; i++) {
         g_autofree char *id = g_strdup_printf("virtio%u", i);
         if (!load_cursor(states, id, &in, error) ||

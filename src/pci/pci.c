@@ -126,43 +126,66 @@ uint64_t pci_bar_addr(PciDevice *d, int bar)
     return a;
 }
 
+/* Whether BAR i's register and the command register say it decodes, and where. */
+static bool pci_bar_decodes_locked(PciDevice *d, int i, uint64_t *addr)
+{
+    const PciBar *b = &d->bars[i];
+    bool io = pci_bar_is_io(b);
+    uint16_t cmd = pci_get_word(d->config + PCI_COMMAND);
+    uint64_t limit = io ? 0x10000 : (b->kind == PCI_BAR_KIND_MEM64 ? (1ULL << 52) : (1ULL << 32));
+    *addr = pci_bar_addr_locked(d, i);
+    return b->size && (cmd & (io ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY)) && *addr != 0 &&
+           *addr + b->size <= limit;
+}
+
+/* Puts BAR i on its bus at addr; false if the range is taken. */
+static bool pci_map_bar_locked(PciDevice *d, int i, uint64_t addr)
+{
+    PciBar *b = &d->bars[i];
+    g_autoptr(GError) err = NULL;
+    if (!d->mmio || !bus_register(pci_bar_is_io(b) ? d->pio : d->mmio, addr, b->size, b->ops,
+                                  b->opaque, d->name, &err)) {
+        g_debug("%s: BAR %d not mapped: %s", d->name, i, err ? err->message : "no bus");
+        return false;
+    }
+    b->mapped = true;
+    b->mapped_addr = addr;
+    if (d->bar_mapped) {
+        d->bar_mapped(d->bar_opaque, i, true, addr);
+    }
+    return true;
+}
+
 /*
  * Puts each BAR where its register says if its decode bit is on, takes it off
  * otherwise. An address that would not fit (during sizing, all-ones, or over
  * another range) leaves the BAR unmapped, as a device outside every bridge
- * window would be.
+ * window would be; it is tried again at the next write.
  */
 static void pci_update_mappings_locked(PciDevice *d)
 {
-    uint16_t cmd = pci_get_word(d->config + PCI_COMMAND);
+    uint64_t addr;
+    /* Every range given up first, so a BAR may move where another just left. */
     for (int i = 0; i < PCI_NUM_BARS; i++) {
-        PciBar *b = &d->bars[i];
-        if (!b->size) {
-            continue;
-        }
-        bool io = pci_bar_is_io(b);
-        bool enabled = cmd & (io ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY);
-        uint64_t addr = pci_bar_addr_locked(d, i);
-        uint64_t limit = io ? 0x10000 : (b->kind == PCI_BAR_KIND_MEM64 ? (1ULL << 52) : (1ULL << 32));
-        bool valid = enabled && addr != 0 && addr + b->size <= limit;
-        if (b->mapped && valid && b->mapped_addr == addr) {
-            continue;
-        }
-        pci_unmap_bar(d, i);
-        if (!valid || !d->mmio) {
-            continue;
-        }
-        g_autoptr(GError) err = NULL;
-        if (!bus_register(io ? d->pio : d->mmio, addr, b->size, b->ops, b->opaque, d->name, &err)) {
-            g_debug("%s: BAR %d not mapped: %s", d->name, i, err->message);
-            continue;
-        }
-        b->mapped = true;
-        b->mapped_addr = addr;
-        if (d->bar_mapped) {
-            d->bar_mapped(d->bar_opaque, i, true, addr);
+        if (d->bars[i].mapped &&
+            !(pci_bar_decodes_locked(d, i, &addr) && d->bars[i].mapped_addr == addr)) {
+            pci_unmap_bar(d, i);
         }
     }
+    for (int i = 0; i < PCI_NUM_BARS; i++) {
+        if (!d->bars[i].mapped && pci_bar_decodes_locked(d, i, &addr)) {
+            pci_map_bar_locked(d, i, addr);
+        }
+    }
+}
+
+void pci_device_unmap(PciDevice *d)
+{
+    g_mutex_lock(&d->lock);
+    for (int i = 0; i < PCI_NUM_BARS; i++) {
+        pci_unmap_bar(d, i);
+    }
+    g_mutex_unlock(&d->lock);
 }
 
 /* Tells the host bridge the line's level: asserted and not disabled by the command register. */
@@ -331,14 +354,22 @@ bool pci_device_load(PciDevice *d, StateIn *in)
         g_mutex_unlock(&d->lock);
         return false;
     }
-    /* Off the buses first, so BARs that traded places do not collide with each other. */
+    /*
+     * Off the buses first, so BARs that traded places do not collide with
+     * each other. Then exactly the BARs that decoded on the source decode
+     * here: which of two overlapping BARs holds the range is history, not
+     * configuration, so it is taken from the state.
+     */
     for (int i = 0; i < PCI_NUM_BARS; i++) {
         pci_unmap_bar(d, i);
     }
     memcpy(d->config, config, sizeof(config));
-    pci_update_mappings_locked(d);
     for (int i = 0; i < PCI_NUM_BARS; i++) {
-        state_in_check(in, d->bars[i].mapped || !(mapped & (1u << i)));
+        uint64_t addr;
+        if (mapped & (1u << i)) {
+            state_in_check(in, pci_bar_decodes_locked(d, i, &addr) &&
+                                   pci_map_bar_locked(d, i, addr));
+        }
     }
     g_mutex_lock(&d->intx_lock);
     d->intx_level = intx_level;

@@ -150,19 +150,22 @@ uint64_t pci_bar_addr(PciDevice *d, int bar);
 /*
  * Save/restore of the function (MSI-X separately, msix_save/msix_load): the
  * configuration space, which BARs decode, the INTx level. The device must be
- * quiet (VM stopped). Load restores the bytes as saved, then puts BARs on the
- * buses and drives INTx as a guest write of the same bytes would (the bar_mapped
- * hook included), without running capability hooks. It refuses, marking in bad
- * and changing nothing, a state whose read-only bits (identification, BAR
- * types, capability list, anything outside the write mask) differ from this
- * device's own: that is another device. It also refuses when a BAR that decoded
- * on the source cannot be mapped here (its range is taken); the device is then
- * left as loaded but without that BAR. The function's own BARs may trade
- * places; for BARs that traded places between functions, take every function
- * off the buses (pci_host_reset) before loading the first.
+ * quiet (VM stopped). Load restores the bytes as saved, then puts on the buses
+ * exactly the BARs that decoded on the source (of two overlapping BARs, the one
+ * that held the range) and drives INTx, the bar_mapped hook included, without
+ * running capability hooks. It refuses, marking in bad and changing nothing, a
+ * state whose read-only bits (identification, BAR types, capability list,
+ * anything outside the write mask) differ from this device's own: that is
+ * another device. It also refuses when a BAR that decoded on the source
+ * cannot be mapped here (its range is taken); the device is then left as
+ * loaded but without that BAR. The function's own BARs may trade places; for
+ * BARs that traded places between functions, take every function off the
+ * buses (pci_device_unmap) before loading the first.
  */
 void pci_device_save(PciDevice *d, GByteArray *out);
 bool pci_device_load(PciDevice *d, StateIn *in);
+/* Takes every BAR of the function off the buses, until its next load or write. */
+void pci_device_unmap(PciDevice *d);
 
 static inline uint16_t pci_get_word(const uint8_t *p)
 {

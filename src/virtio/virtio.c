@@ -443,6 +443,13 @@ void virtio_set_status(VirtioDevice *vdev, uint8_t value)
         return;
     }
     uint8_t old = status_load(vdev);
+    /*
+     * §2.1.2: the driver clears no status bit but by a reset. A write that
+     * does is a driver error, and what it clears stays set: a live device
+     * stays live, activation never runs twice over running queues, and every
+     * status a guest can reach saves and loads.
+     */
+    value |= old & ~VIRTIO_STATUS_NEEDS_RESET;
     /* §3.1.1 step 5: the driver re-reads status to learn whether FEATURES_OK stuck. */
     if ((value & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK) &&
         !virtio_features_acceptable(vdev)) {

@@ -440,6 +440,43 @@ static void test_save_load(Fx *a, gconstpointer data)
     fx_teardown(&b, NULL);
 }
 
+/*
+ * A driver that clears DRIVER_OK or FEATURES_OK without a reset (a driver
+ * error, §2.1.2) changes nothing: the device stays live, the queue keeps
+ * working, and the state saves and loads (it used to leave a live device
+ * with DRIVER_OK clear, which the load refused, and to re-activate running
+ * queues when DRIVER_OK came back).
+ */
+static void test_status_clear(Fx *a, gconstpointer data)
+{
+    probe(a);
+    init_device(a, true);
+    uint8_t live = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                   VIRTIO_STATUS_DRIVER_OK;
+    write_sector(a, 3, 0x33);
+    bar_wr(a, COMMON, C_STATUS, live & ~VIRTIO_STATUS_DRIVER_OK, 1);
+    g_assert_cmpuint(bar_rd(a, COMMON, C_STATUS, 1), ==, live);
+    bar_wr(a, COMMON, C_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
+    g_assert_cmpuint(bar_rd(a, COMMON, C_STATUS, 1), ==, live);
+    bar_wr(a, COMMON, C_STATUS, live, 1);
+    g_assert_cmpuint(fake_msi_fired(&a->irq, 0, 5000), ==, 1);
+    check_completed(a, 3, 0x33);
+    write_sector(a, 4, 0x44);
+    g_assert_cmpuint(fake_msi_fired(&a->irq, 0, 5000), ==, 1);
+    check_completed(a, 4, 0x44);
+    virtio_device_pause(virtio_pci_vdev(a->vp));
+    g_autoptr(GByteArray) saved = save_vp(a);
+
+    Fx b;
+    fx_setup(&b, NULL);
+    copy_guest(&b, a);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(load_vp(&b, saved->data, saved->len, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(bar_rd(&b, COMMON, C_STATUS, 1), ==, live);
+    fx_teardown(&b, NULL);
+}
+
 /* BARs that traded places on the source: the fresh device has them the other way round. */
 static void test_save_load_swapped_bars(Fx *a, gconstpointer data)
 {
@@ -466,6 +503,119 @@ static void test_save_load_swapped_bars(Fx *a, gconstpointer data)
     g_assert_cmpuint(b.irq.nioeventfds, ==, 1);
     g_assert_cmphex(b.irq.ioeventfds[0].addr, ==, bar1 + b.off[NOTIFY]);
     fx_teardown(&b, NULL);
+}
+
+/*
+ * BAR 0 moved onto BAR 1: BAR 1 keeps the range and BAR 0 waits, unmapped.
+ * The state saves and loads as it is (the load used to map BAR 0 first and
+ * then refuse because BAR 1 could not be), and when BAR 1 moves away BAR 0
+ * comes in, on both sides.
+ */
+static void test_save_load_overlapping_bars(Fx *a, gconstpointer data)
+{
+    probe(a);
+    uint32_t bar1 = cfg_rd(a, PCI_BAR0 + 4, 4) & ~0xfU;
+    cfg_wr(a, PCI_BAR0, bar1, 4);
+    a->bar0 = bar1;
+    uint8_t buf[4];
+    g_assert_true(bus_read(a->mmio, bar1, buf, 4)); /* BAR 1: the MSI-X table */
+    g_assert_cmpuint(bus_data_get(buf, 4), ==, 0);
+    virtio_device_pause(virtio_pci_vdev(a->vp));
+    g_autoptr(GByteArray) saved = save_vp(a);
+
+    Fx b;
+    fx_setup(&b, NULL);
+    copy_guest(&b, a);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(load_vp(&b, saved->data, saved->len, &err));
+    g_assert_no_error(err);
+    g_autoptr(GByteArray) again = save_vp(&b);
+    g_assert_cmpmem(saved->data, saved->len, again->data, again->len);
+    b.bar0 = bar1;
+    for (Fx *f = a; f; f = f == a ? &b : NULL) {
+        cfg_wr(f, PCI_BAR0 + 4, MOVED_BAR0, 4);
+        g_assert_cmpuint(bar_rd(f, COMMON, C_NUMQ, 2), ==, 1); /* BAR 0 decodes now */
+    }
+    fx_teardown(&b, NULL);
+}
+
+/* A second virtio-blk function on f's host, in slot 2, on an image of its own. */
+typedef struct {
+    VirtioPci *vp;
+    char *img;
+    int fd;
+} Second;
+
+#define DEVFN2 (2 << 3)
+
+static void second_add(Fx *f, Second *s)
+{
+    s->fd = g_file_open_tmp("qlite-vpci2-XXXXXX.img", &s->img, NULL);
+    g_assert_cmpint(s->fd, >=, 0);
+    g_assert_cmpint(ftruncate(s->fd, IMG_SIZE), ==, 0);
+    DriveConfig cfg = {.id = (char *)"d1", .file = s->img, .format = (char *)"raw"};
+    g_autoptr(GError) err = NULL;
+    VirtioDevice *vdev = virtio_blk_new(&cfg, f->mem, &err);
+    g_assert_no_error(err);
+    static const VirtioPciHostOps host_ops = {.ioeventfd = fake_ioeventfd};
+    s->vp = virtio_pci_new(vdev, &host_ops, &f->irq, &fake_msi_ops, &f->irq, &err);
+    g_assert_no_error(err);
+    g_assert_true(pci_host_plug(f->host, virtio_pci_device(s->vp), &err));
+    g_assert_no_error(err);
+}
+
+static void second_free(Second *s)
+{
+    virtio_pci_free(s->vp);
+    close(s->fd);
+    unlink(s->img);
+    g_free(s->img);
+}
+
+/*
+ * Two functions whose BAR 0s traded places: with both taken off the buses
+ * first (as the machine's load does), each loads where the other was.
+ */
+static void test_save_load_bars_traded_between(Fx *a, gconstpointer data)
+{
+    Second a2;
+    second_add(a, &a2);
+    probe(a);
+    uint32_t bar0 = cfg_rd(a, PCI_BAR0, 4) & ~0xfU;
+    uint32_t other = fake_cfg_read(a->pio, DEVFN2, PCI_BAR0, 4) & ~0xfU;
+    g_assert_cmphex(bar0, !=, other);
+    cfg_wr(a, PCI_COMMAND, 0, 2);
+    fake_cfg_write(a->pio, DEVFN2, PCI_COMMAND, 0, 2);
+    cfg_wr(a, PCI_BAR0, other, 4);
+    fake_cfg_write(a->pio, DEVFN2, PCI_BAR0, bar0, 4);
+    cfg_wr(a, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+    fake_cfg_write(a->pio, DEVFN2, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+    virtio_device_pause(virtio_pci_vdev(a->vp));
+    virtio_device_pause(virtio_pci_vdev(a2.vp));
+    g_autoptr(GByteArray) saved = save_vp(a);
+    g_autoptr(GByteArray) saved2 = g_byte_array_new();
+    virtio_pci_save(a2.vp, saved2);
+
+    Fx b;
+    fx_setup(&b, NULL);
+    Second b2;
+    second_add(&b, &b2);
+    pci_device_unmap(virtio_pci_device(b.vp));
+    pci_device_unmap(virtio_pci_device(b2.vp));
+    g_autoptr(GError) err = NULL;
+    g_assert_true(load_vp(&b, saved->data, saved->len, &err));
+    g_assert_no_error(err);
+    StateIn in;
+    state_in_init(&in, saved2->data, saved2->len);
+    g_assert_true(virtio_pci_load(b2.vp, &in, &err));
+    g_assert_no_error(err);
+    b.bar0 = other;
+    probe(&b);
+    g_assert_cmphex(b.bar0, ==, other);
+    g_assert_cmpuint(bar_rd(&b, COMMON, C_NUMQ, 2), ==, 1);
+    second_free(&b2);
+    fx_teardown(&b, NULL);
+    second_free(&a2);
 }
 
 /* A device the driver never touched saves and loads too, and stays usable. */
@@ -627,6 +777,9 @@ int main(int argc, char **argv)
     ADD("/virtio-pci/save-load", test_save_load);
     ADD("/virtio-pci/save-load-fresh", test_save_load_fresh);
     ADD("/virtio-pci/save-load-swapped-bars", test_save_load_swapped_bars);
+    ADD("/virtio-pci/save-load-overlapping-bars", test_save_load_overlapping_bars);
+    ADD("/virtio-pci/save-load-bars-traded-between", test_save_load_bars_traded_between);
+    ADD("/virtio-pci/status-clear", test_status_clear);
 #undef ADD
     for (unsigned i = 0; i < G_N_ELEMENTS(bad_states); i++) {
         g_autofree char *path = g_strdup_printf("/virtio-pci/load-bad/%s", bad_states[i].name);
