@@ -91,6 +91,51 @@ static bool machine_compare(void *opaque, const void *cfg, size_t len, GError **
     return true;
 }
 
+/* Bytes a state section of this machine can need, with room to spare. */
+#define MACHINE_SECTION_MAX (1 << 20)
+
+/* Whether this VM saves a section called id (machine_save_finish's names). */
+static bool machine_has_section(Machine *m, const char *id)
+{
+    if (strcmp(id, "runstate") == 0 || strcmp(id, "vm") == 0) {
+        return true;
+    }
+    MachineDevice devs[MACHINE_DEVICES_MAX];
+    for (unsigned i = 0, n = machine_devices(m, devs); i < n; i++) {
+        if (strcmp(id, devs[i].id) == 0) {
+            return true;
+        }
+    }
+    for (unsigned i = 0; i < MAX(m->cpus->n, m->virtio->len); i++) {
+        g_autofree char *cpu = g_strdup_printf("cpu%u", i);
+        g_autofree char *virtio = g_strdup_printf("virtio%u", i);
+        if ((i < m->cpus->n && strcmp(id, cpu) == 0) ||
+            (i < m->virtio->len && strcmp(id, virtio) == 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The stream's sections: only this VM's, each of a size it can need. */
+static bool machine_check_section(void *opaque, const char *id, size_t len, GError **error)
+{
+    Machine *m = opaque;
+    if (!machine_has_section(m, id)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "migration stream: section '%s' is not one of this VM's", id);
+        return false;
+    }
+    if (len > MACHINE_SECTION_MAX) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "migration stream: section '%s' of %zu bytes is larger than this VM's "
+                    "state can be (%d bytes)",
+                    id, len, MACHINE_SECTION_MAX);
+        return false;
+    }
+    return true;
+}
+
 /* RAM pages from the stream, checked against this VM's RAM. */
 static bool machine_store_page(void *opaque, uint64_t gpa, const void *data, GError **error)
 {
@@ -186,7 +231,8 @@ static bool load_cursor(GHashTable *states, const char *id, StateIn *in, GError 
 bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, bool *running, GError **error)
 {
     g_autoptr(MigReader) r = mig_reader_new(fd, machine_store_page, m);
-    g_autoptr(GHashTable) states = mig_read_all(r, machine_compare, m, error);
+    g_autoptr(GHashTable) states =
+        mig_read_all(r, machine_compare, machine_check_section, m, error);
     if (!states) {
         return false;
     }

@@ -586,7 +586,8 @@ bool mig_read_next(MigReader *r, MigRecord *rec, GError **error)
     }
 }
 
-GHashTable *mig_read_all(MigReader *r, MigMachineFunc *machine, void *opaque, GError **error)
+GHashTable *mig_read_all(MigReader *r, MigMachineFunc *machine, MigSectionFunc *section,
+                         void *opaque, GError **error)
 {
     g_autoptr(GHashTable) states =
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_bytes_unref);
@@ -602,6 +603,9 @@ GHashTable *mig_read_all(MigReader *r, MigMachineFunc *machine, void *opaque, GE
             return NULL;
         }
         if (rec.type == MIG_RECORD_STATE) {
+            if (!section(opaque, rec.id, rec.len, error)) {
+                return NULL;
+            }
             g_hash_table_insert(states, g_strdup(rec.id), g_bytes_new(rec.data, rec.len));
         }
     } while (rec.type != MIG_RECORD_END);

@@ -99,9 +99,19 @@ bool mig_read_header(MigReader *r, GError **error);
  */
 bool mig_read_next(MigReader *r, MigRecord *rec, GError **error);
 /*
- * Reads a whole stream, header to end marker: the machine record goes to
- * machine(opaque, ...), pages to the page function. Returns the STATE
- * sections (section id -> GBytes) only once the end marker is verified.
+ * Vets a state section before it is kept: an id the receiving side has no
+ * section for, or a size beyond what that section can need, is an error. So
+ * what a stream can make the reader hold is bounded by the receiver's own
+ * configuration.
  */
-GHashTable *mig_read_all(MigReader *r, MigMachineFunc *machine, void *opaque, GError **error);
+typedef bool MigSectionFunc(void *opaque, const char *id, size_t len, GError **error);
+/*
+ * Reads a whole stream, header to end marker: the machine record goes to
+ * machine(opaque, ...), each state section to section(opaque, ...) before it
+ * is kept (a second section of an id is an error in any case), pages to the
+ * page function. Returns the STATE sections (section id -> GBytes) only once the
+ * end marker is verified.
+ */
+GHashTable *mig_read_all(MigReader *r, MigMachineFunc *machine, MigSectionFunc *section,
+                         void *opaque, GError **error);
 MigStats mig_reader_get_stats(const MigReader *r);

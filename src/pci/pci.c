@@ -28,8 +28,8 @@ void pci_device_init(PciDevice *d, const PciDeviceInfo *info)
     d->config[PCI_INTERRUPT_PIN] = info->intx ? 1 : 0;
     d->cap_end = PCI_CAP_FIRST;
     /* Writable: the command bits we implement and the interrupt line. */
-    pci_set_word(d->wmask + PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MEMORY |
-                                             PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE);
+    pci_set_word(d->wmask + PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER |
+                                             PCI_COMMAND_INTX_DISABLE);
     d->wmask[PCI_INTERRUPT_LINE] = 0xff;
 }
 
@@ -75,11 +75,12 @@ bool pci_register_bar(PciDevice *d, int bar, PciBarKind kind, uint64_t size, con
     d->bars[bar] = (PciBar){.kind = kind, .size = size, .ops = ops, .opaque = opaque};
     uint8_t *cfg = d->config + PCI_BAR0 + 4 * bar;
     uint8_t *wm = d->wmask + PCI_BAR0 + 4 * bar;
-    uint32_t flags = kind == PCI_BAR_KIND_IO ? PCI_BAR_IO
-                     : kind == PCI_BAR_KIND_MEM64 ? PCI_BAR_MEM_TYPE_64 : 0;
+    uint32_t flags = kind == PCI_BAR_KIND_IO      ? PCI_BAR_IO
+                     : kind == PCI_BAR_KIND_MEM64 ? PCI_BAR_MEM_TYPE_64
+                                                  : 0;
     pci_set_long(cfg, flags);
     /* The sizing protocol (PCI 3.0 §6.2.5.1): address bits below the size read as zero. */
-    pci_set_long(wm, (uint32_t)~(size - 1) & (kind == PCI_BAR_KIND_IO ? ~3U : ~15U));
+    pci_set_long(wm, (uint32_t) ~(size - 1) & (kind == PCI_BAR_KIND_IO ? ~3U : ~15U));
     if (slots == 2) {
         pci_set_long(cfg + 4, 0);
         pci_set_long(wm + 4, (uint32_t)(~(size - 1) >> 32));
@@ -367,8 +368,8 @@ bool pci_device_load(PciDevice *d, StateIn *in)
     for (int i = 0; i < PCI_NUM_BARS; i++) {
         uint64_t addr;
         if (mapped & (1u << i)) {
-            state_in_check(in, pci_bar_decodes_locked(d, i, &addr) &&
-                                   pci_map_bar_locked(d, i, addr));
+            state_in_check(in,
+                           pci_bar_decodes_locked(d, i, &addr) && pci_map_bar_locked(d, i, addr));
         }
     }
     g_mutex_lock(&d->intx_lock);

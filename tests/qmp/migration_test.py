@@ -8,8 +8,10 @@ source is saved with `migrate` to a file (file: and exec:), ends in
 postmigrate and quits; a new qlite started with `-incoming` carries on:
 the rounds continue after the last one printed before the save, the memory
 check and the clock hold, the disk works, the agent passes (exit 33).
-Then the refusals: a truncated stream, a corrupted byte and a VM with other
-RAM are refused with their reason and exit status 1, and the guest never runs.
+Then the refusals: a truncated stream, a corrupted byte, a VM with other
+RAM, a section this VM does not have and a section larger than a VM's state
+can be are refused with their reason and exit status 1, and the guest never
+runs.
 
 Usage: migration_test.py --vmm QLITE [--log-dir DIR]   (exit 0, 1, 77 skip)
 """
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "boot"))
@@ -153,6 +156,18 @@ def main():
         refused(a, tmp, disk, seed, cut, "a corrupted stream", "checksum mismatch")
         refused(a, tmp, disk, seed, state, "a VM with other RAM", "does not match",
                 ["-m", "128"])
+        # Well-formed sections this VM does not have, or larger than its state
+        # can be, are refused before they are kept (a stream cannot make the
+        # destination hold what its configuration does not need).
+        for sid, size, want in ((b"ghost", 8, "section 'ghost' is not one of this VM's"),
+                                (b"cpu0", 2 << 20, "larger than this VM's state can be")):
+            body = bytes([len(sid)]) + sid + bytes(size)
+            prefix = bytes([0x02]) + len(body).to_bytes(4, "little")
+            record = prefix + body + zlib.crc32(prefix + body).to_bytes(4, "little")
+            end = data[-9:]  # the end marker: type, length 0, CRC
+            boot_test.write_file(cut, data[:-9] + record + end)
+            refused(a, tmp, disk, seed, cut, f"a stream with section {sid.decode()} of "
+                    f"{size} bytes", want)
         lc.keep_consoles(tmp, a.log_dir)
     return 1 if lc.failures else 0
 

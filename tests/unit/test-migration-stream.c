@@ -413,6 +413,16 @@ static bool machine_differs(void *opaque, const void *cfg, size_t len, GError **
     return false;
 }
 
+static bool machine_any(void *opaque, const void *cfg, size_t len, GError **error)
+{
+    return true;
+}
+
+static bool section_any(void *opaque, const char *id, size_t len, GError **error)
+{
+    return true;
+}
+
 static void test_read_all(void)
 {
     Sample s = sample_new();
@@ -423,7 +433,8 @@ static void test_read_all(void)
     int fd = mem_fd(bytes->data, bytes->len);
     g_autoptr(MigReader) r = mig_reader_new(fd, fake_ram_page, ram);
     unsigned machine_calls = 0;
-    g_autoptr(GHashTable) states = mig_read_all(r, machine_is_sample, &machine_calls, &err);
+    g_autoptr(GHashTable) states =
+        mig_read_all(r, machine_is_sample, section_any, &machine_calls, &err);
     g_assert_no_error(err);
     g_assert_cmpuint(machine_calls, ==, 1);
     g_assert_cmpuint(ram->calls, ==, 5);
@@ -437,7 +448,7 @@ static void test_read_all(void)
     fd = mem_fd(bytes->data, bytes->len);
     g_autoptr(MigReader) r2 = mig_reader_new(fd, fake_ram_page, ram);
     ram->calls = 0;
-    g_assert_null(mig_read_all(r2, machine_differs, NULL, &err));
+    g_assert_null(mig_read_all(r2, machine_differs, section_any, NULL, &err));
     g_assert_error(err, QLITE_ERROR, QLITE_ERROR_INVALID);
     g_assert_cmpstr(err->message, ==, "the stream's machine has 32 KiB of RAM, this one 64 KiB");
     g_assert_cmpuint(ram->calls, ==, 0);
@@ -447,8 +458,70 @@ static void test_read_all(void)
     /* Without its end marker, no state is returned. */
     fd = mem_fd(bytes->data, s.end);
     g_autoptr(MigReader) r3 = mig_reader_new(fd, fake_ram_page, ram);
-    g_assert_null(mig_read_all(r3, machine_is_sample, &machine_calls, &err));
+    g_assert_null(mig_read_all(r3, machine_is_sample, section_any, &machine_calls, &err));
     g_assert_cmpstr(err->message, ==, "migration stream truncated before the end marker");
+    close(fd);
+}
+
+/* A receiver with sections cpu0 (64 bytes at most) and serial0. */
+static bool section_known(void *opaque, const char *id, size_t len, GError **error)
+{
+    (*(unsigned *)opaque)++;
+    if (strcmp(id, "cpu0") != 0 && strcmp(id, "serial0") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "no section '%s' here", id);
+        return false;
+    }
+    if (len > 64) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "'%s' too big", id);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * What a stream makes the reader keep is bounded by the receiver: each
+ * section is vetted before it is kept (one the receiver does not have, or
+ * larger than it can need, is refused), and a section sent twice is refused.
+ */
+static void test_read_all_sections(void)
+{
+    Sample s = sample_new();
+    g_autoptr(GByteArray) bytes = s.bytes;
+    g_autoptr(FakeRam) ram = fake_ram_new(8);
+    g_autoptr(GError) err = NULL;
+    unsigned calls = 0;
+    int fd = mem_fd(bytes->data, bytes->len);
+    g_autoptr(MigReader) r = mig_reader_new(fd, fake_ram_page, ram);
+    g_assert_null(mig_read_all(r, machine_any, section_known, &calls, &err));
+    g_assert_cmpstr(err->message, ==, "'cpu0' too big"); /* the sample's cpu0 has 100 bytes */
+    g_assert_cmpuint(calls, ==, 1);
+    g_clear_error(&err);
+    close(fd);
+
+    fd = mem_fd(NULL, 0);
+    g_autoptr(MigWriter) w = mig_writer_new(fd);
+    g_assert_true(mig_write_header(w, &err) && mig_write_machine(w, "pc", 2, &err));
+    g_assert_true(mig_write_state(w, "serial0", "ab", 2, &err));
+    g_assert_true(mig_write_state(w, "rtc", "c", 1, &err));
+    g_assert_true(mig_write_end(w, &err));
+    g_assert_cmpint(lseek(fd, 0, SEEK_SET), ==, 0);
+    g_autoptr(MigReader) r2 = mig_reader_new(fd, fake_ram_page, ram);
+    g_assert_null(mig_read_all(r2, machine_any, section_known, &calls, &err));
+    g_assert_cmpstr(err->message, ==, "no section 'rtc' here");
+    g_clear_error(&err);
+    close(fd);
+
+    fd = mem_fd(NULL, 0);
+    g_autoptr(MigWriter) w3 = mig_writer_new(fd);
+    g_assert_true(mig_write_header(w3, &err) && mig_write_machine(w3, "pc", 2, &err));
+    g_assert_true(mig_write_state(w3, "serial0", "ab", 2, &err));
+    g_assert_true(mig_write_state(w3, "serial0", "cd", 2, &err));
+    g_assert_true(mig_write_end(w3, &err));
+    g_assert_cmpint(lseek(fd, 0, SEEK_SET), ==, 0);
+    g_autoptr(MigReader) r3 = mig_reader_new(fd, fake_ram_page, ram);
+    g_assert_null(mig_read_all(r3, machine_any, section_known, &calls, &err));
+    g_assert_cmpstr(err->message, ==,
+                    "migration stream corrupted: section 'serial0' appears twice");
     close(fd);
 }
 
@@ -476,11 +549,6 @@ static gpointer pipe_writer(gpointer opaque)
     return NULL;
 }
 
-static bool machine_any(void *opaque, const void *cfg, size_t len, GError **error)
-{
-    return true;
-}
-
 static void test_pipe(void)
 {
     g_autofree uint8_t *src = g_malloc(PIPE_PAGES * PAGE);
@@ -499,7 +567,7 @@ static void test_pipe(void)
     g_autoptr(FakeRam) ram = fake_ram_new(PIPE_PAGES);
     g_autoptr(MigReader) r = mig_reader_new(fds[0], fake_ram_page, ram);
     g_autoptr(GError) err = NULL;
-    g_autoptr(GHashTable) states = mig_read_all(r, machine_any, NULL, &err);
+    g_autoptr(GHashTable) states = mig_read_all(r, machine_any, section_any, NULL, &err);
     g_assert_no_error(err);
     g_assert_cmpmem(ram->mem, ram->size, src, PIPE_PAGES * PAGE);
     GBytes *big = g_hash_table_lookup(states, "big");
@@ -846,6 +914,7 @@ int main(int argc, char **argv)
     g_test_add_func("/migration/stream/doc-example", test_doc_example);
     g_test_add_func("/migration/stream/batches", test_batches);
     g_test_add_func("/migration/stream/read-all", test_read_all);
+    g_test_add_func("/migration/stream/read-all-sections", test_read_all_sections);
     g_test_add_func("/migration/stream/pipe", test_pipe);
     g_test_add_func("/migration/stream/bad-magic", test_bad_magic);
     g_test_add_func("/migration/stream/version", test_version);
