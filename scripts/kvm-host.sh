@@ -100,6 +100,9 @@ if mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose hostroo
     mount -t tmpfs -o mode=1777 shm $r/dev/shm
     mount -t tmpfs run $r/run
     [ -c /dev/kvm ] && say "kvm ready" || say "no /dev/kvm"
+    # A heartbeat: a host whose CPUs are all stuck (in a guest, say) prints
+    # nothing else, and the watcher outside stops it when this stops.
+    (while :; do say alive; sleep 10; done) &
     # A subshell is no process group leader, so setsid needs no fork and the
     # status is the command's.
     (setsid -c chroot $r /bin/bash "$run/cmd.sh" </dev/ttyS0 >/dev/ttyS0 2>&1)
@@ -161,14 +164,23 @@ trap 'rm -rf "$run"' EXIT
 
 # A nested host whose kernel reports a fault (a stall, a lockup, an oops)
 # runs on, but slowly or wrongly: whatever it ran from then on proves nothing.
-# Its kernel log is watched, and at the first such report the host is stopped
-# (it is reported as dead) rather than left to fail tests until its timeout.
+# One whose CPUs are stuck says nothing at all, but its heartbeat stops. Its
+# kernel log is watched, and at the first such sign the host is stopped (it
+# is reported as dead) rather than left to fail tests until its timeout.
 FAULTS='rcu: INFO: .*detected stall|soft lockup|hard LOCKUP|blocked for more than|Kernel panic|BUG: |Oops|general protection fault|stack guard page'
+HEARTBEAT_LIMIT=120 # s without the heartbeat (every 10 s) before a host counts as stuck
 watch_host() {
     trap - EXIT # the caller's clean-up is not ours
-    local log=$1 line
+    local log=$1 line beats=0 n quiet=0
     while sleep 2; do
-        line=$(tr -d '\r' <"$log" | grep -m1 -E "$FAULTS") || continue
+        line=$(tr -d '\r' <"$log" | grep -m1 -E "$FAULTS") || line=
+        n=$(grep -c '^qlite-host: alive' "$log") || true
+        if [ "$n" -gt "$beats" ]; then
+            beats=$n quiet=0
+        elif [ "$beats" -gt 0 ] && [ $((quiet += 2)) -ge $HEARTBEAT_LIMIT ]; then
+            line="no heartbeat for $HEARTBEAT_LIMIT s: its CPUs are stuck"
+        fi
+        [ -n "$line" ] || continue
         echo "$line" >"$run/fault"
         sleep 5 # the rest of the report, for the log tail
         pkill -f "qlite_host\.run=$run( |\$)" || true
@@ -213,7 +225,7 @@ boot_host() {
         echo "kvm-host.sh: the nested host died (QEMU exit status $rc)" >&2
     fi
     echo "kvm-host.sh: last lines of its kernel log:" >&2
-    tr -d '\r' <"$log" | grep -v "Unhandled WRMSR" | tail -n 80 | sed 's/^/kvm-host.sh:   /' >&2
+    tr -d '\r' <"$log" | grep -v "Unhandled WRMSR\|^qlite-host: alive" | tail -n 80 | sed 's/^/kvm-host.sh:   /' >&2
     return $HOST_DIED
 }
 
