@@ -164,8 +164,10 @@ def main():
             body = bytes([len(sid)]) + sid + bytes(size)
             prefix = bytes([0x02]) + len(body).to_bytes(4, "little")
             record = prefix + body + zlib.crc32(prefix + body).to_bytes(4, "little")
-            end = data[-9:]  # the end marker: type, length 0, CRC
-            boot_test.write_file(cut, data[:-9] + record + end)
+            # Right after the machine configuration (header 12 bytes, then that
+            # record: type, length, body, CRC), before the VM's own sections.
+            at = 12 + 5 + int.from_bytes(data[13:17], "little") + 4
+            boot_test.write_file(cut, data[:at] + record + data[at:])
             refused(a, tmp, disk, seed, cut, f"a stream with section {sid.decode()} of "
                     f"{size} bytes", want)
         lc.keep_consoles(tmp, a.log_dir)
