@@ -243,6 +243,15 @@ typedef struct {
     GHashTable *chardevs;        /* -chardev id -> monitor spec, until a -mon takes it */
 } CmdlineState;
 
+static void cmdline_state_clear(CmdlineState *st)
+{
+    g_hash_table_unref(st->pending_drives);
+    g_hash_table_unref(st->pending_netdevs);
+    g_hash_table_unref(st->netdev_ids);
+    g_hash_table_unref(st->chardevs);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(CmdlineState, cmdline_state_clear)
+
 static void nic_free(gpointer p)
 {
     nic_config_free(p);
@@ -761,15 +770,11 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
     cfg->ram_size = CMDLINE_DEFAULT_RAM;
     cfg->ncpus = 1;
     *action = CMDLINE_RUN;
-    CmdlineState st = {.pending_drives = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                                               drive_free)};
-    g_autoptr(GHashTable) pending = st.pending_drives;
-    st.pending_netdevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, netdev_free);
-    g_autoptr(GHashTable) pending_netdevs = st.pending_netdevs;
-    st.netdev_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    g_autoptr(GHashTable) netdev_ids = st.netdev_ids;
-    st.chardevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    g_autoptr(GHashTable) chardevs = st.chardevs;
+    g_auto(CmdlineState) st = {
+        .pending_drives = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, drive_free),
+        .pending_netdevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, netdev_free),
+        .netdev_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL),
+        .chardevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free)};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -51,11 +51,12 @@ static void vcpu_kick_handler(int sig)
 static void vcpu_set_msrs(Vcpu *cpu)
 {
     for (size_t i = 0; i < G_N_ELEMENTS(vcpu_reset_msrs); i++) {
-        struct {
+        union {
             struct kvm_msrs hdr;
-            struct kvm_msr_entry e;
-        } m = {.hdr.nmsrs = 1, .e = {.index = vcpu_reset_msrs[i].index,
-                                     .data = vcpu_reset_msrs[i].value}};
+            uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+        } m = {.hdr.nmsrs = 1};
+        m.hdr.entries[0] =
+            (struct kvm_msr_entry){.index = vcpu_reset_msrs[i].index, .data = vcpu_reset_msrs[i].value};
         /* A host without one of these (older KVM) simply does not have it to reset. */
         if (ioctl(cpu->fd, KVM_SET_MSRS, &m) != 1) {
             g_debug("vCPU %u: MSR 0x%x not settable", cpu->index, vcpu_reset_msrs[i].index);

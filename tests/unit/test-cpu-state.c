@@ -146,22 +146,23 @@ static void test_vm_run(TestVm *vm, unsigned n)
 
 static void test_set_msrs(TestVm *vm)
 {
-    struct {
+    union {
         struct kvm_msrs hdr;
-        struct kvm_msr_entry e[G_N_ELEMENTS(test_msrs)];
+        uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(test_msrs)];
     } m = {.hdr.nmsrs = G_N_ELEMENTS(test_msrs)};
-    memcpy(m.e, test_msrs, sizeof(test_msrs));
+    memcpy(m.hdr.entries, test_msrs, sizeof(test_msrs));
     g_assert_cmpint(ioctl(test_vcpu(vm)->fd, KVM_SET_MSRS, &m), ==, G_N_ELEMENTS(test_msrs));
 }
 
 static uint64_t test_get_msr(TestVm *vm, uint32_t index)
 {
-    struct {
+    union {
         struct kvm_msrs hdr;
-        struct kvm_msr_entry e;
-    } m = {.hdr.nmsrs = 1, .e.index = index};
+        uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+    } m = {.hdr.nmsrs = 1};
+    m.hdr.entries[0].index = index;
     g_assert_cmpint(ioctl(test_vcpu(vm)->fd, KVM_GET_MSRS, &m), ==, 1);
-    return m.e.data;
+    return m.hdr.entries[0].data;
 }
 
 /* An NMI that stays pending: NMIs are masked, as inside an NMI handler. */

@@ -624,6 +624,7 @@ static void test_slirp_arp(void)
     uint32_t dns = ip4(10, 0, 2, 3);
     guest_send(&g, f, arp_request(f, ip4(10, 0, 2, 15), dns));
     g_autoptr(GBytes) d = guest_wait(&g, is_arp_reply, &dns);
+    g_assert_nonnull(d);
     g_assert_cmpuint(g_queue_get_length(&g.frames), ==, 0);
     g_assert_cmpuint(g.calls, ==, 2);
     guest_stop(&g);
@@ -708,6 +709,7 @@ static void test_slirp_rx_queue(void)
     guest_send(&g, f, arp_request(f, ip4(10, 0, 2, 15), ip4(10, 0, 2, 2)));
     uint32_t gw = ip4(10, 0, 2, 2);
     g_autoptr(GBytes) b = guest_wait(&g, is_arp_reply, &gw);
+    g_assert_nonnull(b);
     guest_stop(&g);
 }
 
