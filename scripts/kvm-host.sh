@@ -215,8 +215,7 @@ boot_host() {
     local status
     status=$(sed -n 's/^qlite-host: status \([0-9]*\).*/\1/p' "$log" | tail -n1)
     if [ -s "$run/fault" ]; then
-        echo "kvm-host.sh: the nested host's kernel reported a fault, so it was stopped:" \
-            "$(cat "$run/fault")" >&2
+        echo "kvm-host.sh: the nested host was stopped: $(cat "$run/fault")" >&2
     elif [ -n "$status" ]; then
         return "$status"
     elif [ $rc -eq 124 ]; then

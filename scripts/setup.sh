@@ -7,12 +7,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # e2fsprogs: mkfs.ext2 -d makes the ext2 image of the linux-blk boot test.
 # libslirp-dev: -netdev user. iproute2: the tap boot test's network namespace.
-# zlib1g-dev: CRC-32 of the migration stream.
+# zlib1g-dev: CRC-32 of the migration stream. libseccomp-dev: -sandbox.
 # qemu-system-x86: the reference VMM of bench/run.py and the nested KVM host.
 # busybox-static, kmod, cpio, file: the initramfs of the test guest and nested host.
 # gnuplot-nox: the chart of bench/run.py.
 packages=(gcc libc6-dev binutils meson ninja-build pkg-config libglib2.0-dev python3 e2fsprogs
-    libaio-dev libjson-glib-dev libslirp-dev iproute2 zlib1g-dev qemu-system-x86 gnuplot-nox
+    libaio-dev libjson-glib-dev libslirp-dev libseccomp-dev iproute2 zlib1g-dev qemu-system-x86 gnuplot-nox
     busybox-static kmod cpio file)
 missing=()
 for p in "${packages[@]}"; do

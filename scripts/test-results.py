@@ -9,10 +9,12 @@
   test-results.py count [--json LOG | --console CONSOLE]...
       the closing line "N passed, N failed, N skipped" over meson's JSON logs
       and the consoles of hosts that died (what they reported before), each
-      test counted once with its last result; exit status 1 when a test
-      failed.
+      test of a run counted once with its last result; exit status 1 when a
+      test failed. A file's name says which run it is of: testlog-RUN.json,
+      testlog-RUN-N.json and console-RUN-N.txt (attempt N) are of run RUN.
 """
 import json
+import os
 import re
 import sys
 
@@ -40,6 +42,13 @@ def json_results(path):
     return results
 
 
+def run_of(path):
+    """The run a log belongs to: "kvm" for testlog-kvm-2.json or console-kvm-1.txt."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    name = re.sub(r"^(testlog|console)-", "", name)
+    return re.sub(r"-\d+$", "", name)
+
+
 def main(argv):
     if len(argv) >= 2 and argv[0] == "rerun":
         passed = {name.split(" / ")[-1] for name, result in console_results(argv[1]).items()
@@ -53,10 +62,9 @@ def main(argv):
         args = argv[1:]
         while len(args) >= 2 and args[0] in ("--json", "--console"):
             try:
-                if args[0] == "--json":
-                    results.update(json_results(args[1]))
-                else:
-                    results.update(console_results(args[1]))
+                found = json_results(args[1]) if args[0] == "--json" else console_results(args[1])
+                run = run_of(args[1])
+                results.update({(run, name): r for name, r in found.items()})
             except FileNotFoundError:
                 pass
             args = args[2:]

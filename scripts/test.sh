@@ -4,7 +4,9 @@
 # then runs the tests that need no KVM here and those that do (suite kvm:
 # boots, QMP, migration, the benchmark harness's smoke tests) where /dev/kvm
 # works: directly on a KVM host, else in one nested KVM host
-# (scripts/kvm-host.sh), started once more if it dies.
+# (scripts/kvm-host.sh), started once more if it dies. The same again, in
+# part, for the sanitizer build (scripts/fuzz.sh): its unit tests, a short
+# run of each fuzz target and a boot test of each kind.
 # A nested host that dies or is stopped for a kernel fault (QEMU's emulated SVM
 # is not flawless) is said so and started again with the tests it did not
 # pass, up to three times: a test counts once, with its last result, and
@@ -25,46 +27,64 @@ ninja -C "$builddir"
 tests/guest/build-guest.sh >/dev/null
 
 logs=$builddir/meson-logs
-rm -f "$logs"/testlog-host.json "$logs"/testlog-kvm*.json "$logs"/console-kvm*.txt
-status=0 died=0 kvm_results=(--json "$logs/testlog-kvm.json")
+sanlogs=${QLITE_SAN_BUILDDIR:-build-san}/meson-logs
+rm -f "$logs"/testlog-*.json "$logs"/console-*.txt "$sanlogs"/testlog-*.json
+status=0 died=0 results=(--json "$logs/testlog-kvm.json")
 kvm_host() {
     scripts/kvm-host.sh --timeout "${QLITE_KVM_TIMEOUT:-1500}" "$@"
+}
+# Tests NAMES of suite kvm of build DIR in a nested host, LABEL naming their
+# logs; after a host death, again with the tests it did not pass, up to four
+# hosts in all.
+run_kvm() {
+    local label=$1 dir=$2
+    shift 2
+    local todo=("$@") attempt console rc
+    for attempt in 1 2 3 4; do
+        console=$logs/console-$label-$attempt.txt
+        rc=0
+        kvm_host -- meson test -C "$dir" --no-rebuild --print-errorlogs \
+            --logbase "testlog-$label-$attempt" --suite kvm "${todo[@]}" 2>&1 |
+            tee "$console" || rc=${PIPESTATUS[0]}
+        if [ "$rc" -ne 125 ]; then
+            [ "$rc" -ne 0 ] && status=$rc
+            results+=(--json "$dir/meson-logs/testlog-$label-$attempt.json")
+            return 0
+        fi
+        results+=(--console "$console")
+        mapfile -t todo < <(scripts/test-results.py rerun "$console" "${todo[@]}")
+        [ ${#todo[@]} -eq 0 ] && return 0
+        [ $attempt -lt 4 ] &&
+            echo "test.sh: the nested KVM host died; again with the ${#todo[@]} tests it did not pass" >&2
+    done
+    died=1 status=125
 }
 if [ $# -gt 0 ]; then
     kvm_host --retry -- meson test -C "$builddir" --no-rebuild --print-errorlogs \
         --logbase testlog-kvm "$@" || status=$?
     [ $status -eq 125 ] && died=1
 else
+    # The sanitizer build (clang, ASan+UBSan, the fuzz targets): its unit
+    # tests and a few seconds of each fuzz target here, a boot test of each
+    # kind (disk, network, QMP, migration) in the nested host.
+    scripts/fuzz.sh --build
+    sandir=$(dirname "$sanlogs")
     meson test -C "$builddir" --print-errorlogs --logbase testlog-host \
         --no-suite kvm || status=$?
-    # Suite kvm; after a host death, the tests its console did not report passed.
-    mapfile -t todo < <(meson test -C "$builddir" --no-rebuild --list --suite kvm 2>/dev/null |
+    meson test -C "$sandir" --no-rebuild --print-errorlogs --logbase testlog-san-host \
+        --suite unit --suite fuzz --no-suite kvm --no-suite harness || status=$?
+    results+=(--json "$sanlogs/testlog-san-host.json")
+    mapfile -t all < <(meson test -C "$builddir" --no-rebuild --list --suite kvm 2>/dev/null |
         sed -n 's|^qlite:.* / ||p')
-    for attempt in 1 2 3 4; do
-        console=$logs/console-kvm-$attempt.txt
-        rc=0
-        kvm_host -- meson test -C "$builddir" --no-rebuild --print-errorlogs \
-            --logbase "testlog-kvm-$attempt" --suite kvm "${todo[@]}" 2>&1 |
-            tee "$console" || rc=${PIPESTATUS[0]}
-        if [ "$rc" -ne 125 ]; then
-            [ "$rc" -ne 0 ] && status=$rc
-            kvm_results+=(--json "$logs/testlog-kvm-$attempt.json")
-            break
-        fi
-        kvm_results+=(--console "$console")
-        mapfile -t todo < <(scripts/test-results.py rerun "$console" "${todo[@]}")
-        [ ${#todo[@]} -eq 0 ] && break
-        if [ $attempt -eq 4 ]; then
-            died=1 status=125
-            break
-        fi
-        echo "test.sh: the nested KVM host died; again with the ${#todo[@]} tests it did not pass" >&2
-    done
+    run_kvm kvm "$builddir" "${all[@]}"
+    # LeakSanitizer's exit-time scan needs ptrace, which no qlite thread's filter allows.
+    ASAN_OPTIONS=detect_leaks=0 run_kvm san-kvm "$sandir" linux-blk linux-net-user qmp \
+        linux-migration
 fi
 
 # One closing line any CI reader understands, over every run: each test's
 # last result, from its meson log or from the console of a host that died.
-scripts/test-results.py count --json "$logs/testlog-host.json" "${kvm_results[@]}" ||
+scripts/test-results.py count --json "$logs/testlog-host.json" "${results[@]}" ||
     status=1
 if [ $died -eq 1 ]; then
     echo "test.sh: the nested KVM host kept dying (see above): unfinished KVM tests are not counted" >&2

@@ -30,6 +30,7 @@ typedef enum {
     OPT_INCOMING,
     OPT_DAEMONIZE,
     OPT_PIDFILE,
+    OPT_SANDBOX,
     OPT_ENABLE_KVM,
     OPT_ACCEL,
     OPT_CPU,
@@ -83,6 +84,8 @@ static const OptDef opt_defs[] = {
     {"daemonize", OPT_DAEMONIZE, false, NULL,
      "run in the background once set up (the parent exits when the monitors listen)"},
     {"pidfile", OPT_PIDFILE, true, "FILE", "write qlite's process id to FILE (locked while running)"},
+    {"sandbox", OPT_SANDBOX, true, "on|off[,spawn=allow|deny]",
+     "seccomp filters per thread, on by default (docs/security.md)"},
     {"enable-kvm", OPT_ENABLE_KVM, false, NULL, "accepted: qlite always uses KVM"},
     {"accel", OPT_ACCEL, true, "kvm", "accepted: qlite always uses KVM"},
     {"cpu", OPT_CPU, true, "host", "accepted: the vCPUs are always the host's model"},
@@ -742,6 +745,8 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
         g_free(cfg->pidfile);
         cfg->pidfile = g_strdup(arg);
         return true;
+    case OPT_SANDBOX:
+        return sandbox_parse(arg, &cfg->sandbox, error);
     case OPT_ACCEL:
         return parse_accel(arg, error);
     case OPT_CPU:
@@ -769,6 +774,7 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
     memset(cfg, 0, sizeof(*cfg));
     cfg->ram_size = CMDLINE_DEFAULT_RAM;
     cfg->ncpus = 1;
+    cfg->sandbox = SANDBOX_CONFIG_DEFAULT;
     *action = CMDLINE_RUN;
     g_auto(CmdlineState) st = {
         .pending_drives = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, drive_free),

@@ -45,6 +45,15 @@ int main(int argc, char **argv)
         machine_config_clear(&cfg);
         return QLITE_EXIT_ERROR;
     }
+    /* Before any thread: the filters' violation handler and the command helper. */
+    if (!sandbox_init(&cfg.sandbox, &err)) {
+        fprintf(stderr, "qlite: %s\n", err->message);
+        machine_config_clear(&cfg);
+        if (pidfile) {
+            pidfile_remove(pidfile);
+        }
+        return QLITE_EXIT_ERROR;
+    }
     bool daemonize = cfg.daemonize;
     Machine *m = machine_new(&cfg, &err);
     machine_config_clear(&cfg);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "cpu/vcpu.h"
 #include "util/error.h"
+#include "util/sandbox.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -210,6 +211,11 @@ static void *vcpu_thread(void *arg)
     struct kvm_run *run = cpu->run;
 
     cpu->tid = (pid_t)syscall(SYS_gettid);
+    g_autoptr(GError) err = NULL;
+    if (!sandbox_apply(SANDBOX_VCPU, &err)) {
+        g_printerr("qlite: vCPU %u: %s\n", cpu->index, err->message);
+        _exit(1); /* QLITE_EXIT_ERROR: the VM cannot run */
+    }
     sigset_t unblock;
     sigemptyset(&unblock);
     sigaddset(&unblock, VCPU_KICK_SIGNAL);

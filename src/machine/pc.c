@@ -686,6 +686,17 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     return g_steal_pointer(&m);
 }
 
+static bool machine_sandbox_threads(Machine *m, GError **error)
+{
+    for (guint i = 0; i < m->virtio->len; i++) {
+        VirtioDevice *vdev = virtio_pci_vdev(g_ptr_array_index(m->virtio, i));
+        if (!iothread_sandbox(vdev->iothread, SANDBOX_IOTHREAD, error)) {
+            return false;
+        }
+    }
+    return !m->qmp || qmp_server_sandbox(m->qmp, error);
+}
+
 int machine_run(Machine *m)
 {
     static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
@@ -705,7 +716,12 @@ int machine_run(Machine *m)
     if (st == RUN_STATE_PRELAUNCH || st == RUN_STATE_INMIGRATE) {
         cpus_request_pause(m->cpus); /* -S: the vCPUs wait for cont; -incoming: for the state */
     }
-    if (!cpus_start(m->cpus, &err) || !machine_start_incoming(m, &err)) {
+    /*
+     * Set-up is done: each thread takes its filter (the vCPU threads as they
+     * start, the main thread last, once the incoming migration listens).
+     */
+    if (!machine_sandbox_threads(m, &err) || !cpus_start(m->cpus, &err) ||
+        !machine_start_incoming(m, &err) || !sandbox_apply(SANDBOX_MAIN, &err)) {
         g_printerr("qlite: %s\n", err->message);
         return QLITE_EXIT_ERROR;
     }

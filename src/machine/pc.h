@@ -8,6 +8,7 @@
  */
 #include "block/block.h"
 #include "net/net.h"
+#include "util/sandbox.h"
 
 #include <glib.h>
 #include <stdbool.h>
@@ -50,6 +51,7 @@ typedef struct MachineConfig {
     char *incoming;    /* -incoming URI or "defer" */
     bool daemonize;    /* -daemonize: handled by main.c */
     char *pidfile;     /* -pidfile */
+    SandboxConfig sandbox; /* -sandbox: set up by main.c, applied per thread */
 } MachineConfig;
 
 void machine_config_clear(MachineConfig *cfg);

@@ -9,6 +9,7 @@
  */
 #include "migration/transport.h"
 #include "util/error.h"
+#include "util/spawner.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* "HOST:PORT" with HOST possibly in brackets ([::1]:4444) or empty. */
@@ -106,15 +106,20 @@ static int unix_socket(const char *path, bool listening, GError **error)
 /* /bin/sh -c command, its stdin (outgoing) or stdout (incoming) a pipe we keep the other end of. */
 static int exec_command(const char *command, bool outgoing, GPid *child, GError **error)
 {
-    const char *argv[] = {"/bin/sh", "-c", command, NULL};
-    int in = -1, out = -1;
-    if (!g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
-                                  child, outgoing ? &in : NULL, outgoing ? NULL : &out, NULL,
-                                  error)) {
-        g_prefix_error(error, "exec:%s: ", command);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        qlite_error_errno(error, errno, "exec:%s: pipe", command);
         return -1;
     }
-    return outgoing ? in : out;
+    int theirs = outgoing ? p[0] : p[1], ours = outgoing ? p[1] : p[0];
+    bool ok = spawner_run(command, theirs, outgoing, child, error);
+    close(theirs);
+    if (!ok) {
+        g_prefix_error(error, "exec:%s: ", command);
+        close(ours);
+        return -1;
+    }
+    return ours;
 }
 
 /* fd:: the descriptor the monitor resolved, else the number in the URI. */
@@ -207,18 +212,5 @@ int mig_transport_accept(MigIncoming *inc, GError **error)
 
 bool mig_transport_finish(GPid child, GError **error)
 {
-    if (!child) {
-        return true;
-    }
-    int status;
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
-    }
-    g_spawn_close_pid(child);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_FAILED,
-                    "the migration command failed (status %d)",
-                    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-        return false;
-    }
-    return true;
+    return !child || spawner_wait(child, error);
 }

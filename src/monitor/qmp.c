@@ -1546,6 +1546,11 @@ static void add_listener_cb(void *opaque)
     listener_watch(l);
 }
 
+bool qmp_server_sandbox(QmpServer *s, GError **error)
+{
+    return iothread_sandbox(s->thread, SANDBOX_MONITOR, error);
+}
+
 bool qmp_server_listen_fd(QmpServer *s, int fd, GError **error)
 {
     int listening = 0;

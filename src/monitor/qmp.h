@@ -68,6 +68,8 @@ typedef struct QmpMachineOps {
 
 QmpServer *qmp_server_new(const QmpMachineOps *ops, void *opaque, GError **error);
 void qmp_server_free(QmpServer *s);
+/* The monitor thread's seccomp filter (util/sandbox.h), once the monitors listen. */
+bool qmp_server_sandbox(QmpServer *s, GError **error);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(QmpServer, qmp_server_free)
 
 /*

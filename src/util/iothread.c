@@ -154,3 +154,22 @@ void iothread_remove_source(GSource *src)
         g_source_unref(src);
     }
 }
+
+typedef struct {
+    SandboxKind kind;
+    bool ok;
+    GError **error;
+} SandboxCall;
+
+static void iothread_sandbox_cb(void *opaque)
+{
+    SandboxCall *c = opaque;
+    c->ok = sandbox_apply(c->kind, c->error);
+}
+
+bool iothread_sandbox(IoThread *t, SandboxKind kind, GError **error)
+{
+    SandboxCall c = {.kind = kind, .error = error};
+    iothread_run_sync(t, iothread_sandbox_cb, &c);
+    return c.ok;
+}

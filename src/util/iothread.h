@@ -7,6 +7,8 @@
  * eventfd, tap fd, ...) to iothread_context(); everything those sources do
  * happens on this thread. The loop is stopped by a callback run inside it.
  */
+#include "util/sandbox.h"
+
 #include <glib.h>
 #include <stdbool.h>
 
@@ -31,3 +33,6 @@ void iothread_run_sync(IoThread *t, void (*fn)(void *opaque), void *opaque);
 GSource *iothread_add_fd(IoThread *t, int fd, void (*cb)(void *opaque), void *opaque);
 /* Detaches and frees a source from iothread_add_fd (NULL is ignored). */
 void iothread_remove_source(GSource *src);
+
+/* Applies the seccomp filter of kind (util/sandbox.h) on the thread, waiting for it. */
+bool iothread_sandbox(IoThread *t, SandboxKind kind, GError **error);

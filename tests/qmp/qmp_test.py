@@ -1039,6 +1039,40 @@ def t_slow_reader(vm):
                '"id": "end"}', 'the other client goes on')
 
 
+def seccomp_modes(pid):
+    """{thread name: the Seccomp field of its /proc status} for every thread of pid."""
+    modes = {}
+    for tid in os.listdir('/proc/%d/task' % pid):
+        try:
+            with open('/proc/%d/task/%s/status' % (pid, tid)) as f:
+                status = dict(l.rstrip('\n').split(':\t', 1) for l in f if ':\t' in l)
+        except FileNotFoundError:
+            continue
+        modes['%s/%s' % (status['Name'], tid)] = status['Seccomp']
+    return modes
+
+
+@case('sandbox')
+def t_sandbox():
+    """-sandbox on (the default): every thread runs under a seccomp filter,
+    the monitor and the vCPU included; -sandbox off: none does."""
+    if OPTS.reference:
+        return
+    for extra, want in (((), '2'), (('-sandbox', 'off'), '0')):
+        vm = VM(extra)
+        try:
+            c = vm.connect().negotiate()
+            expect_msg(c.execute('query-name', id='up'), '{"return": {}, "id": "up"}',
+                       'the monitor answers')
+            modes = seccomp_modes(vm.proc.pid)
+            check(len(modes) >= 3 and all(m == want for m in modes.values()),
+                  'seccomp mode %s in every thread with %s' % (want, ' '.join(extra) or
+                                                              'the default'),
+                  'main, monitor, vCPU: %s' % want, modes)
+        finally:
+            vm.close()
+
+
 @case('quit')
 @with_vm
 def t_quit(vm):
