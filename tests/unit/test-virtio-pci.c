@@ -55,6 +55,24 @@ typedef struct {
     FakeVq vq;
 } Fx;
 
+/* A virtio-blk function called id in the next free slot of f's host, on a scratch image. */
+static VirtioPci *blk_function(Fx *f, const char *id, char **img, int *fd)
+{
+    *fd = g_file_open_tmp("qlite-vpci-XXXXXX.img", img, NULL);
+    g_assert_cmpint(*fd, >=, 0);
+    g_assert_cmpint(ftruncate(*fd, IMG_SIZE), ==, 0);
+    DriveConfig cfg = {.id = (char *)id, .file = *img, .format = (char *)"raw"};
+    g_autoptr(GError) err = NULL;
+    VirtioDevice *vdev = virtio_blk_new(&cfg, f->mem, &err);
+    g_assert_no_error(err);
+    static const VirtioPciHostOps host_ops = {.ioeventfd = fake_ioeventfd};
+    VirtioPci *vp = virtio_pci_new(vdev, &host_ops, &f->irq, &fake_msi_ops, &f->irq, &err);
+    g_assert_no_error(err);
+    g_assert_true(pci_host_plug(f->host, virtio_pci_device(vp), &err));
+    g_assert_no_error(err);
+    return vp;
+}
+
 static void fx_setup(Fx *f, gconstpointer data)
 {
     memset(f, 0, sizeof(*f));
@@ -64,18 +82,7 @@ static void fx_setup(Fx *f, gconstpointer data)
     f->mmio = bus_new("mmio");
     f->host = pci_host_new(f->pio, f->mmio, fake_gsi, &f->irq, NULL);
     g_assert_nonnull(f->host);
-    f->img_fd = g_file_open_tmp("qlite-vpci-XXXXXX.img", &f->img, NULL);
-    g_assert_cmpint(f->img_fd, >=, 0);
-    g_assert_cmpint(ftruncate(f->img_fd, IMG_SIZE), ==, 0);
-    DriveConfig cfg = {.id = (char *)"d0", .file = f->img, .format = (char *)"raw"};
-    g_autoptr(GError) err = NULL;
-    VirtioDevice *vdev = virtio_blk_new(&cfg, f->mem, &err);
-    g_assert_no_error(err);
-    static const VirtioPciHostOps host_ops = {.ioeventfd = fake_ioeventfd};
-    f->vp = virtio_pci_new(vdev, &host_ops, &f->irq, &fake_msi_ops, &f->irq, &err);
-    g_assert_no_error(err);
-    g_assert_true(pci_host_plug(f->host, virtio_pci_device(f->vp), &err));
-    g_assert_no_error(err);
+    f->vp = blk_function(f, "d0", &f->img, &f->img_fd);
     fake_vq_init(&f->vq, f->mem, RING_BASE, 16);
 }
 
@@ -550,18 +557,7 @@ typedef struct {
 
 static void second_add(Fx *f, Second *s)
 {
-    s->fd = g_file_open_tmp("qlite-vpci2-XXXXXX.img", &s->img, NULL);
-    g_assert_cmpint(s->fd, >=, 0);
-    g_assert_cmpint(ftruncate(s->fd, IMG_SIZE), ==, 0);
-    DriveConfig cfg = {.id = (char *)"d1", .file = s->img, .format = (char *)"raw"};
-    g_autoptr(GError) err = NULL;
-    VirtioDevice *vdev = virtio_blk_new(&cfg, f->mem, &err);
-    g_assert_no_error(err);
-    static const VirtioPciHostOps host_ops = {.ioeventfd = fake_ioeventfd};
-    s->vp = virtio_pci_new(vdev, &host_ops, &f->irq, &fake_msi_ops, &f->irq, &err);
-    g_assert_no_error(err);
-    g_assert_true(pci_host_plug(f->host, virtio_pci_device(s->vp), &err));
-    g_assert_no_error(err);
+    s->vp = blk_function(f, "d1", &s->img, &s->fd);
 }
 
 static void second_free(Second *s)
