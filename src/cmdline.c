@@ -85,7 +85,7 @@ static const OptDef opt_defs[] = {
      "run in the background once set up (the parent exits when the monitors listen)"},
     {"pidfile", OPT_PIDFILE, true, "FILE", "write qlite's process id to FILE (locked while running)"},
     {"sandbox", OPT_SANDBOX, true, "on|off[,spawn=allow|deny]",
-     "seccomp filters per thread, on by default (docs/security.md)"},
+     "seccomp filters per thread (docs/security.md)"},
     {"enable-kvm", OPT_ENABLE_KVM, false, NULL, "accepted: qlite always uses KVM"},
     {"accel", OPT_ACCEL, true, "kvm", "accepted: qlite always uses KVM"},
     {"cpu", OPT_CPU, true, "host", "accepted: the vCPUs are always the host's model"},

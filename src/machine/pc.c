@@ -699,12 +699,6 @@ static bool machine_sandbox_threads(Machine *m, GError **error)
 
 int machine_run(Machine *m)
 {
-    static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
-    for (size_t i = 0; i < G_N_ELEMENTS(signals); i++) {
-        m->signal_sources[i] = g_unix_signal_source_new(signals[i]);
-        g_source_set_callback(m->signal_sources[i], machine_on_signal, m, NULL);
-        g_source_attach(m->signal_sources[i], m->ctx);
-    }
     if (m->serial_chr) {
         ChardevFrontend fe = {.can_receive = serial_fe_can_receive,
                               .receive = serial_fe_receive,
@@ -724,6 +718,13 @@ int machine_run(Machine *m)
         !machine_start_incoming(m, &err) || !sandbox_apply(SANDBOX_MAIN, &err)) {
         g_printerr("qlite: %s\n", err->message);
         return QLITE_EXIT_ERROR;
+    }
+    /* After the main filter: glib's signal thread starts here and inherits it. */
+    static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < G_N_ELEMENTS(signals); i++) {
+        m->signal_sources[i] = g_unix_signal_source_new(signals[i]);
+        g_source_set_callback(m->signal_sources[i], machine_on_signal, m, NULL);
+        g_source_attach(m->signal_sources[i], m->ctx);
     }
     g_main_loop_run(m->loop);
     cpus_pause(m->cpus);

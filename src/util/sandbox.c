@@ -5,6 +5,7 @@
 #include "util/spawner.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <string.h>
@@ -155,11 +156,11 @@ static const char *const common_calls[] = {
 
 /* The main thread: signals, resets (vCPU and irqchip state), the console, exit. */
 static const char *const main_calls[] = {
-    "close",      "fcntl",     "eventfd2",   "ioctl",   "readv",  "writev",
-    "accept4",    "accept",    "bind",       "listen",  "socket", "getsockname",
-    "setsockopt", "shutdown",  "recvmsg",    "sendmsg", "unlink", "clone3",
-    "clone",      "openat",    "newfstatat", "fstat",   "lseek",  "pread64",
-    "fallocate",  "ftruncate", "io_destroy", "wait4",   "kill",   NULL,
+    "close",   "fcntl",    "eventfd2", "ioctl",     "readv",       "writev",     "accept4",
+    "accept",  "bind",     "listen",   "socket",    "getsockname", "setsockopt", "shutdown",
+    "recvmsg", "sendmsg",  "unlink",   "clone3",    "clone",       "openat",     "newfstatat",
+    "fstat",   "lseek",    "pread64",  "fallocate", "ftruncate",   "io_destroy", "wait4",
+    "kill",    "unlinkat", NULL,
 };
 
 static const char *const vcpu_calls[] = {
@@ -199,6 +200,9 @@ static const char *const iothread_calls[] = {
     "fcntl",
     "close",
     "prctl",
+    "newfstatat",
+    "fstat",
+    "lseek",
     NULL,
 };
 
@@ -211,10 +215,11 @@ static const char *const monitor_calls[] = {
 };
 
 static const char *const migration_calls[] = {
-    "accept4",    "accept",     "recvmsg", "sendmsg",    "sendto",    "recvfrom",
-    "shutdown",   "close",      "fcntl",   "socket",     "connect",   "getsockname",
-    "setsockopt", "getsockopt", "openat",  "newfstatat", "fstat",     "lseek",
-    "ioctl",      "pipe2",      "writev",  "readv",      "ftruncate", NULL,
+    "accept4", "accept",      "recvmsg", "sendmsg",   "sendto",      "recvfrom",   "shutdown",
+    "close",   "fcntl",       "socket",  "connect",   "getsockname", "setsockopt", "getsockopt",
+    "openat",  "newfstatat",  "fstat",   "lseek",     "ioctl",       "pipe2",      "writev",
+    "readv",   "ftruncate",   "fsync",   "fdatasync", "pwrite64",    "eventfd2",   "prctl",
+    "seccomp", "getpeername", NULL,
 };
 
 static const char *const *const kind_calls[] = {
@@ -236,6 +241,31 @@ static bool sandbox_allow(scmp_filter_ctx ctx, const char *const *calls, GError 
     return true;
 }
 
+/*
+ * Filters stack: a migration thread keeps the filter of the thread that
+ * started it (the monitor's, or main's for -incoming) under its own, so
+ * those two allow what it calls too.
+ */
+static bool sandbox_starts_migrations(SandboxKind kind)
+{
+    return kind == SANDBOX_MONITOR || kind == SANDBOX_MAIN;
+}
+
+/*
+ * Device threads open files for reading only: libslirp reads
+ * /etc/resolv.conf when the guest first asks its DNS.
+ */
+static bool sandbox_allow_reading(scmp_filter_ctx ctx, GError **error)
+{
+    int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+                              SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_RDONLY));
+    if (rc < 0) {
+        qlite_error_errno(error, -rc, "-sandbox: system call openat");
+        return false;
+    }
+    return true;
+}
+
 bool sandbox_apply(SandboxKind kind, GError **error)
 {
     if (!sandbox_on) {
@@ -247,8 +277,10 @@ bool sandbox_apply(SandboxKind kind, GError **error)
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_FAILED, "-sandbox: seccomp_init failed");
         return false;
     }
-    bool ok =
-        sandbox_allow(ctx, common_calls, error) && sandbox_allow(ctx, kind_calls[kind], error);
+    bool ok = sandbox_allow(ctx, common_calls, error) &&
+              sandbox_allow(ctx, kind_calls[kind], error) &&
+              (!sandbox_starts_migrations(kind) || sandbox_allow(ctx, migration_calls, error)) &&
+              (kind != SANDBOX_IOTHREAD || sandbox_allow_reading(ctx, error));
     int rc = ok ? seccomp_load(ctx) : 0; /* sets PR_SET_NO_NEW_PRIVS first */
     seccomp_release(ctx);
     if (rc < 0) {

@@ -3,6 +3,7 @@
 #include "util/error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #define SPAWN_COMMAND_MAX 4096
+#define SPAWN_FDS         3 /* with a command: its pipe end, qlite's stdout and stderr */
 
 typedef struct {
     uint32_t op; /* SPAWN_RUN or SPAWN_WAIT */
@@ -31,11 +33,13 @@ static int spawner_fd = -1; /* qlite's end; -1 without the helper */
 static bool spawner_denied; /* -sandbox spawn=deny */
 static GMutex spawner_lock; /* one request and its reply at a time */
 
-static pid_t helper_run(const SpawnRequest *req, int fd)
+/* fds: the command's pipe end, then qlite's stdout and stderr as they are now. */
+static pid_t helper_run(const SpawnRequest *req, const int *fds)
 {
     pid_t pid = fork();
     if (pid == 0) {
-        if (dup2(fd, req->as_stdin ? STDIN_FILENO : STDOUT_FILENO) < 0) {
+        if (dup2(fds[1], STDOUT_FILENO) < 0 || dup2(fds[2], STDERR_FILENO) < 0 ||
+            dup2(fds[0], req->as_stdin ? STDIN_FILENO : STDOUT_FILENO) < 0) {
             _exit(127);
         }
         signal(SIGPIPE, SIG_DFL);
@@ -52,10 +56,24 @@ static void G_GNUC_NORETURN helper_main(int sock, pid_t parent)
     if (getppid() != parent) {
         _exit(0);
     }
+    /*
+     * Nothing of qlite's: not its stdio (a -daemonize caller waits for it to
+     * close), not its other descriptors (-daemonize's pipe, a lock). A
+     * command gets qlite's stdout and stderr of the moment with its request.
+     */
+    int null = open("/dev/null", O_RDWR);
+    if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0 ||
+        dup2(null, STDERR_FILENO) < 0) {
+        _exit(0);
+    }
+    if (sock > 3) {
+        close_range(3, (unsigned)sock - 1, 0);
+    }
+    close_range((unsigned)sock + 1, ~0U, 0);
     for (;;) {
         SpawnRequest req;
         union {
-            char space[CMSG_SPACE(sizeof(int))];
+            char space[CMSG_SPACE(SPAWN_FDS * sizeof(int))];
             struct cmsghdr align;
         } ctl;
         struct iovec iov = {.iov_base = &req, .iov_len = sizeof(req)};
@@ -68,17 +86,17 @@ static void G_GNUC_NORETURN helper_main(int sock, pid_t parent)
         if (n < 0) {
             continue;
         }
-        int fd = -1;
+        int fds[SPAWN_FDS] = {-1, -1, -1};
         struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
         if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-            cm->cmsg_len == CMSG_LEN(sizeof(int))) {
-            memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+            cm->cmsg_len == CMSG_LEN(sizeof(fds))) {
+            memcpy(fds, CMSG_DATA(cm), sizeof(fds));
         }
         SpawnReply reply = {0};
         if (n != sizeof(req) || memchr(req.command, 0, sizeof(req.command)) == NULL) {
             reply.err = EINVAL;
-        } else if (req.op == SPAWN_RUN && fd >= 0) {
-            pid_t pid = helper_run(&req, fd);
+        } else if (req.op == SPAWN_RUN && fds[0] >= 0) {
+            pid_t pid = helper_run(&req, fds);
             reply.err = pid < 0 ? errno : 0;
             reply.value = pid;
         } else if (req.op == SPAWN_WAIT) {
@@ -89,8 +107,10 @@ static void G_GNUC_NORETURN helper_main(int sock, pid_t parent)
         } else {
             reply.err = EINVAL;
         }
-        if (fd >= 0) {
-            close(fd);
+        for (unsigned i = 0; i < SPAWN_FDS; i++) {
+            if (fds[i] >= 0) {
+                close(fds[i]);
+            }
         }
         if (send(sock, &reply, sizeof(reply), MSG_NOSIGNAL) != sizeof(reply)) {
             _exit(0);
@@ -130,20 +150,21 @@ bool spawner_start(bool allowed, GError **error)
 static bool spawner_call(const SpawnRequest *req, int fd, SpawnReply *reply, GError **error)
 {
     union {
-        char space[CMSG_SPACE(sizeof(int))];
+        char space[CMSG_SPACE(SPAWN_FDS * sizeof(int))];
         struct cmsghdr align;
     } ctl;
     struct iovec iov = {.iov_base = (void *)req, .iov_len = sizeof(*req)};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
     if (fd >= 0) {
+        const int fds[SPAWN_FDS] = {fd, STDOUT_FILENO, STDERR_FILENO};
         memset(&ctl, 0, sizeof(ctl));
         msg.msg_control = &ctl;
         msg.msg_controllen = sizeof(ctl);
         struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        cm->cmsg_len = CMSG_LEN(sizeof(fds));
+        memcpy(CMSG_DATA(cm), fds, sizeof(fds));
     }
     g_mutex_lock(&spawner_lock);
     bool ok = sendmsg(spawner_fd, &msg, MSG_NOSIGNAL) == sizeof(*req) &&
