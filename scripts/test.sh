@@ -54,6 +54,8 @@ run_kvm() {
         results+=(--console "$console")
         mapfile -t todo < <(scripts/test-results.py rerun "$console" "${todo[@]}")
         [ ${#todo[@]} -eq 0 ] && return 0
+        # CI allows 90 minutes: no new host after 75.
+        [ $SECONDS -lt "${QLITE_TEST_BUDGET:-4500}" ] || break
         [ $attempt -lt 4 ] &&
             echo "test.sh: the nested KVM host died; again with the ${#todo[@]} tests it did not pass" >&2
     done
