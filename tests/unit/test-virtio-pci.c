@@ -394,6 +394,22 @@ static bool load_vp(Fx *f, const uint8_t *data, size_t len, GError **error)
     return ok && state_in_finish(&in, "virtio-pci", error);
 }
 
+/*
+ * Pauses a, saves it and loads the state into b, set up fresh with a's guest
+ * RAM; returns the state.
+ */
+static GByteArray *migrate_to(Fx *a, Fx *b)
+{
+    virtio_device_pause(virtio_pci_vdev(a->vp));
+    GByteArray *saved = save_vp(a);
+    fx_setup(b, NULL);
+    copy_guest(b, a);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(load_vp(b, saved->data, saved->len, &err));
+    g_assert_no_error(err);
+    return saved;
+}
+
 static void test_save_load(Fx *a, gconstpointer data)
 {
     drive_source(a);
@@ -471,15 +487,8 @@ static void test_status_clear(Fx *a, gconstpointer data)
     write_sector(a, 4, 0x44);
     g_assert_cmpuint(fake_msi_fired(&a->irq, 0, 5000), ==, 1);
     check_completed(a, 4, 0x44);
-    virtio_device_pause(virtio_pci_vdev(a->vp));
-    g_autoptr(GByteArray) saved = save_vp(a);
-
     Fx b;
-    fx_setup(&b, NULL);
-    copy_guest(&b, a);
-    g_autoptr(GError) err = NULL;
-    g_assert_true(load_vp(&b, saved->data, saved->len, &err));
-    g_assert_no_error(err);
+    g_byte_array_unref(migrate_to(a, &b));
     g_assert_cmpuint(bar_rd(&b, COMMON, C_STATUS, 1), ==, live);
     fx_teardown(&b, NULL);
 }
@@ -495,15 +504,8 @@ static void test_save_load_swapped_bars(Fx *a, gconstpointer data)
     cfg_wr(a, PCI_BAR0 + 4, bar0, 4);
     cfg_wr(a, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
     a->bar0 = bar1;
-    virtio_device_pause(virtio_pci_vdev(a->vp));
-    g_autoptr(GByteArray) saved = save_vp(a);
-
     Fx b;
-    fx_setup(&b, NULL);
-    copy_guest(&b, a);
-    g_autoptr(GError) err = NULL;
-    g_assert_true(load_vp(&b, saved->data, saved->len, &err));
-    g_assert_no_error(err);
+    g_byte_array_unref(migrate_to(a, &b));
     g_assert_cmpuint(bar_rd(&b, COMMON, C_NUMQ, 2), ==, 1);
     uint8_t buf[4];
     g_assert_true(bus_read(b.mmio, bar0, buf, 4)); /* the MSI-X table: vector 0 address */
@@ -527,15 +529,8 @@ static void test_save_load_overlapping_bars(Fx *a, gconstpointer data)
     uint8_t buf[4];
     g_assert_true(bus_read(a->mmio, bar1, buf, 4)); /* BAR 1: the MSI-X table */
     g_assert_cmpuint(bus_data_get(buf, 4), ==, 0);
-    virtio_device_pause(virtio_pci_vdev(a->vp));
-    g_autoptr(GByteArray) saved = save_vp(a);
-
     Fx b;
-    fx_setup(&b, NULL);
-    copy_guest(&b, a);
-    g_autoptr(GError) err = NULL;
-    g_assert_true(load_vp(&b, saved->data, saved->len, &err));
-    g_assert_no_error(err);
+    g_autoptr(GByteArray) saved = migrate_to(a, &b);
     g_autoptr(GByteArray) again = save_vp(&b);
     g_assert_cmpmem(saved->data, saved->len, again->data, again->len);
     b.bar0 = bar1;
