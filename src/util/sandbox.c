@@ -154,13 +154,11 @@ static const char *const common_calls[] = {
     NULL,
 };
 
-/* The main thread: signals, resets (vCPU and irqchip state), the console, exit. */
+/* The main thread: signals, resets (vCPU and irqchip state), the console, exit;
+ * with migration_calls, for -incoming. */
 static const char *const main_calls[] = {
-    "close",   "fcntl",    "eventfd2", "ioctl",     "readv",       "writev",     "accept4",
-    "accept",  "bind",     "listen",   "socket",    "getsockname", "setsockopt", "shutdown",
-    "recvmsg", "sendmsg",  "unlink",   "clone3",    "clone",       "openat",     "newfstatat",
-    "fstat",   "lseek",    "pread64",  "fallocate", "ftruncate",   "io_destroy", "wait4",
-    "kill",    "unlinkat", NULL,
+    "bind",      "listen",     "unlink", "clone3", "clone",    "pread64",
+    "fallocate", "io_destroy", "wait4",  "kill",   "unlinkat", NULL,
 };
 
 static const char *const vcpu_calls[] = {
@@ -206,12 +204,9 @@ static const char *const iothread_calls[] = {
     NULL,
 };
 
-/* QMP clients, getfd, and what the migration threads it starts need. */
+/* QMP clients and getfd; with migration_calls, for the migrations it starts. */
 static const char *const monitor_calls[] = {
-    "accept4",    "accept",     "recvmsg",  "sendmsg",    "sendto", "recvfrom", "shutdown",
-    "close",      "fcntl",      "socket",   "connect",    "bind",   "listen",   "getsockname",
-    "setsockopt", "getsockopt", "openat",   "newfstatat", "fstat",  "lseek",    "ioctl",
-    "clone3",     "clone",      "eventfd2", "unlink",     "pipe2",  "prctl",    NULL,
+    "bind", "listen", "clone3", "clone", "unlink", NULL,
 };
 
 static const char *const migration_calls[] = {
