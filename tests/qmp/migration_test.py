@@ -48,11 +48,13 @@ def vmm_args(a, tmp, name, disk, seed, extra):
             "-drive", f"file={disk},format=raw,if=virtio", "-append", append] + extra, console
 
 
-def save(a, tmp, disk, seed, uri):
+def save(a, tmp, disk, seed, uri, tag):
     sock = os.path.join(tmp, "src.sock")
-    args, console = vmm_args(a, tmp, "source", disk, seed,
+    args, console = vmm_args(a, tmp, "source-" + tag, disk, seed,
                              ["-qmp", f"unix:{sock},server=on,wait=off"])
-    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    errlog = os.path.join(tmp, f"source-{tag}.stderr")
+    with open(errlog, "wb") as err:  # a file, never a pipe nobody reads
+        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=err)
     con = lc.Console(console)
     last = None
     try:
@@ -90,11 +92,15 @@ def save(a, tmp, disk, seed, uri):
         if p.poll() is None:
             p.kill()
             p.wait()
+    with open(errlog, errors="replace") as f:
+        text = f.read().strip()
+    if text:
+        print("# source's stderr:\n" + "\n".join("#   " + l for l in text.splitlines()[-10:]))
     return last
 
 
-def restore(a, tmp, disk, seed, uri, last):
-    args, console = vmm_args(a, tmp, "dest", disk, seed, ["-incoming", uri])
+def restore(a, tmp, disk, seed, uri, last, tag):
+    args, console = vmm_args(a, tmp, "dest-" + tag, disk, seed, ["-incoming", uri])
     try:
         r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=RESTORE_TIMEOUT)
@@ -110,6 +116,12 @@ def restore(a, tmp, disk, seed, uri, last):
     lc.check(bool(rounds) and last is not None and rounds[0] == last + 1 and
              rounds[-1] == ROUNDS,
              f"the rounds go on from {last} to {ROUNDS} ({rounds[:1]}..{rounds[-1:]})")
+    if not rounds or rounds[0] != (last or 0) + 1:
+        src = lc.Console(os.path.join(tmp, f"source-{tag}.console")).text()
+        print("# source's last rounds, read now:\n" + "\n".join(
+            "#   " + l for l in re.findall(r"mig round .*", src)[-4:]))
+        print("# destination's first rounds:\n" + "\n".join(
+            "#   " + l for l in re.findall(r"mig round .*", con)[:4]))
     lc.check("Linux version" not in con, "the destination did not boot the kernel again")
     lc.check(re.search(r"ok \d+ - mig_workload", con) is not None,
              "memory intact and the clock monotonic across the save")
@@ -136,15 +148,15 @@ def main():
         disk = os.path.join(tmp, "vda.img")
         seed = int.from_bytes(os.urandom(3), "little") + 1
         state = os.path.join(tmp, "vm.state")
-        for uri_out, uri_in in ((f"file:{state}", f"file:{state}"),
-                                (f"exec:cat > {state}", f"exec:cat {state}")):
+        for tag, uri_out, uri_in in (("file", f"file:{state}", f"file:{state}"),
+                                     ("exec", f"exec:cat > {state}", f"exec:cat {state}")):
             boot_test.write_file(disk, bytes(2 << 20))
             start = time.monotonic()
-            last = save(a, tmp, disk, seed, uri_out)
+            last = save(a, tmp, disk, seed, uri_out, tag)
             print(f"# saved to {uri_out} in {time.monotonic() - start:.1f} s, "
                   f"{os.path.getsize(state) >> 10} KiB")
             start = time.monotonic()
-            restore(a, tmp, disk, seed, uri_in, last)
+            restore(a, tmp, disk, seed, uri_in, last, tag)
             print(f"# restored from {uri_in} and finished in {time.monotonic() - start:.1f} s")
         data = open(state, "rb").read()
         cut = os.path.join(tmp, "cut.state")
