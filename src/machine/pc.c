@@ -622,6 +622,7 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     m->cfg.nics = cfg->nics ? g_ptr_array_ref(cfg->nics) : NULL;
     m->cfg.monitors = cfg->monitors ? g_ptr_array_ref(cfg->monitors) : NULL;
     m->cfg.incoming = g_strdup(cfg->incoming);
+    m->cfg.pidfile = NULL; /* main.c's: it outlives the machine */
     g_mutex_init(&m->mig_lock);
     m->mig_fd = m->mig_out_fd = -1;
     /*
