@@ -9,6 +9,7 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/kvm.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -163,7 +164,7 @@ static const char *const main_calls[] = {
 };
 
 static const char *const vcpu_calls[] = {
-    "ioctl", "close", "openat", "newfstatat", "fstat", "lseek", "eventfd2", NULL,
+    "close", "newfstatat", "fstat", "lseek", "eventfd2", NULL,
 };
 
 static const char *const iothread_calls[] = {
@@ -180,7 +181,6 @@ static const char *const iothread_calls[] = {
     /* virtio-net: tap, libslirp's sockets */
     "readv",
     "writev",
-    "ioctl",
     "socket",
     "connect",
     "accept",
@@ -211,11 +211,11 @@ static const char *const monitor_calls[] = {
 };
 
 static const char *const migration_calls[] = {
-    "accept4", "accept",      "recvmsg", "sendmsg",   "sendto",      "recvfrom",   "shutdown",
-    "close",   "fcntl",       "socket",  "connect",   "getsockname", "setsockopt", "getsockopt",
-    "openat",  "newfstatat",  "fstat",   "lseek",     "ioctl",       "pipe2",      "writev",
-    "readv",   "ftruncate",   "fsync",   "fdatasync", "pwrite64",    "eventfd2",   "prctl",
-    "seccomp", "getpeername", NULL,
+    "accept4",    "accept",     "recvmsg", "sendmsg",    "sendto",      "recvfrom",
+    "shutdown",   "close",      "fcntl",   "socket",     "connect",     "getsockname",
+    "setsockopt", "getsockopt", "openat",  "newfstatat", "fstat",       "lseek",
+    "pipe2",      "writev",     "readv",   "ftruncate",  "fsync",       "fdatasync",
+    "pwrite64",   "eventfd2",   "prctl",   "seccomp",    "getpeername", NULL,
 };
 
 static const char *const *const kind_calls[] = {
@@ -223,6 +223,71 @@ static const char *const *const kind_calls[] = {
     [SANDBOX_IOTHREAD] = iothread_calls,   [SANDBOX_MONITOR] = monitor_calls,
     [SANDBOX_MIGRATION] = migration_calls,
 };
+
+/*
+ * ioctl, for every kind, with the requests qlite makes once set up: the vCPU's
+ * run and state (a reset, a save, a load), the VM's interrupts, clock, memory
+ * slots and dirty log, and a terminal's modes. Creating VMs or vCPUs, a
+ * terminal's TIOCSTI and any other device's requests are refused.
+ */
+static const unsigned long ioctl_requests[] = {
+    KVM_RUN,
+    KVM_GET_REGS,
+    KVM_SET_REGS,
+    KVM_GET_SREGS,
+    KVM_SET_SREGS,
+    KVM_GET_FPU,
+    KVM_SET_FPU,
+    KVM_GET_MSRS,
+    KVM_SET_MSRS,
+    KVM_GET_LAPIC,
+    KVM_SET_LAPIC,
+    KVM_GET_VCPU_EVENTS,
+    KVM_SET_VCPU_EVENTS,
+    KVM_GET_MP_STATE,
+    KVM_SET_MP_STATE,
+    KVM_GET_XSAVE,
+    KVM_SET_XSAVE,
+    KVM_GET_XCRS,
+    KVM_SET_XCRS,
+    KVM_GET_DEBUGREGS,
+    KVM_SET_DEBUGREGS,
+    KVM_KVMCLOCK_CTRL,
+    KVM_GET_CLOCK,
+    KVM_SET_CLOCK,
+    KVM_GET_IRQCHIP,
+    KVM_SET_IRQCHIP,
+    KVM_GET_PIT2,
+    KVM_SET_PIT2,
+    KVM_IRQ_LINE_STATUS,
+    KVM_SET_GSI_ROUTING,
+    KVM_IRQFD,
+    KVM_IOEVENTFD,
+    KVM_SET_USER_MEMORY_REGION,
+    KVM_GET_DIRTY_LOG,
+    KVM_CHECK_EXTENSION,
+    TCGETS,
+    TCSETS,
+    TCSETSW,
+    TCSETSF,
+    TIOCGWINSZ,
+    FIONREAD,
+    FIONBIO,
+};
+
+static bool sandbox_allow_ioctls(scmp_filter_ctx ctx, GError **error)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(ioctl_requests); i++) {
+        /* The kernel reads the request as 32 bits; callers may sign-extend it. */
+        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, ioctl_requests[i]));
+        if (rc < 0) {
+            qlite_error_errno(error, -rc, "-sandbox: ioctl %#lx", ioctl_requests[i]);
+            return false;
+        }
+    }
+    return true;
+}
 
 static bool sandbox_allow(scmp_filter_ctx ctx, const char *const *calls, GError **error)
 {
@@ -248,7 +313,7 @@ static bool sandbox_starts_migrations(SandboxKind kind)
 }
 
 /*
- * Device threads open files for reading only: libslirp reads
+ * Device and vCPU threads open files for reading only: libslirp reads
  * /etc/resolv.conf when the guest first asks its DNS.
  */
 static bool sandbox_allow_reading(scmp_filter_ctx ctx, GError **error)
@@ -273,10 +338,11 @@ bool sandbox_apply(SandboxKind kind, GError **error)
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_FAILED, "-sandbox: seccomp_init failed");
         return false;
     }
-    bool ok = sandbox_allow(ctx, common_calls, error) &&
-              sandbox_allow(ctx, kind_calls[kind], error) &&
-              (!sandbox_starts_migrations(kind) || sandbox_allow(ctx, migration_calls, error)) &&
-              (kind != SANDBOX_IOTHREAD || sandbox_allow_reading(ctx, error));
+    bool ok =
+        sandbox_allow(ctx, common_calls, error) && sandbox_allow(ctx, kind_calls[kind], error) &&
+        sandbox_allow_ioctls(ctx, error) &&
+        (!sandbox_starts_migrations(kind) || sandbox_allow(ctx, migration_calls, error)) &&
+        ((kind != SANDBOX_IOTHREAD && kind != SANDBOX_VCPU) || sandbox_allow_reading(ctx, error));
     int rc = ok ? seccomp_load(ctx) : 0; /* sets PR_SET_NO_NEW_PRIVS first */
     seccomp_release(ctx);
     if (rc < 0) {

@@ -9,7 +9,7 @@
  * stderr naming the thread and the call. A thread started later inherits
  * its creator's filter and may narrow it (the migration thread does).
  *
- * -sandbox on|off as QEMU's option (off by default for now). QEMU's sub-options are
+ * -sandbox on|off as QEMU's option (on by default; off to debug). QEMU's sub-options are
  * taken: spawn=deny refuses exec: migration URIs (spawn=allow, the default,
  * runs them through the command helper, util/spawner.h, forked before any
  * filter); obsolete, elevateprivileges and resourcecontrol name calls no
@@ -31,8 +31,7 @@ typedef struct SandboxConfig {
     bool spawn; /* exec: migration URIs allowed */
 } SandboxConfig;
 
-/* Off by default until every test passes with it on (-daemonize does not yet). */
-#define SANDBOX_CONFIG_DEFAULT ((SandboxConfig){.on = false, .spawn = true})
+#define SANDBOX_CONFIG_DEFAULT ((SandboxConfig){.on = true, .spawn = true})
 
 /* -sandbox's argument: on|off[,spawn=allow|deny][,obsolete=...][,...]. */
 bool sandbox_parse(const char *arg, SandboxConfig *cfg, GError **error);

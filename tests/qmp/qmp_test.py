@@ -1054,11 +1054,11 @@ def seccomp_modes(pid):
 
 @case('sandbox')
 def t_sandbox():
-    """-sandbox on: every thread runs under a seccomp filter, the monitor and
-    the vCPU included; -sandbox off (the default for now): none does."""
+    """-sandbox on (the default): every thread runs under a seccomp filter,
+    the monitor and the vCPU included; -sandbox off: none does."""
     if OPTS.reference:
         return
-    for extra, want in ((('-sandbox', 'on'), '2'), ((), '0')):
+    for extra, want in (((), '2'), (('-sandbox', 'on'), '2'), (('-sandbox', 'off'), '0')):
         vm = VM(extra)
         try:
             c = vm.connect().negotiate()

@@ -8,6 +8,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,11 +45,27 @@ static void test_parse(void)
     check_refused("on,obsolete=yes", "invalid value 'yes' for obsolete (allow or deny)");
 }
 
+static bool open_socket(void)
+{
+    return socket(AF_INET, SOCK_STREAM, 0) >= 0;
+}
+
+/* FIONREAD, which sockets and terminals take, then TIOCSTI, which types into a terminal. */
+static bool ioctls(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM, 0), n = 0;
+    char c = 'x';
+    if (s < 0 || ioctl(s, FIONREAD, &n) < 0 || write(STDERR_FILENO, "FIONREAD\n", 9) != 9) {
+        return false;
+    }
+    return ioctl(s, TIOCSTI, &c) == 0;
+}
+
 /*
  * Forks; the child sets the sandbox up, takes kind's filter, makes an
- * allowed call, then socket(2). Returns the child's wait status and stderr.
+ * allowed call, then call. Returns the child's wait status and stderr.
  */
-static int run_child(SandboxKind kind, char *out, size_t len)
+static int run_child(SandboxKind kind, bool (*call)(void), char *out, size_t len)
 {
     int p[2];
     g_assert_cmpint(pipe(p), ==, 0);
@@ -63,8 +80,7 @@ static int run_child(SandboxKind kind, char *out, size_t len)
         if (write(STDERR_FILENO, "allowed\n", 8) != 8) {
             _exit(4);
         }
-        int s = socket(AF_INET, SOCK_STREAM, 0);
-        _exit(s >= 0 ? 0 : 5);
+        _exit(call() ? 0 : 5);
     }
     close(p[1]);
     size_t got = 0;
@@ -82,7 +98,7 @@ static int run_child(SandboxKind kind, char *out, size_t len)
 static void test_violation(void)
 {
     char out[512];
-    int status = run_child(SANDBOX_VCPU, out, sizeof(out));
+    int status = run_child(SANDBOX_VCPU, open_socket, out, sizeof(out));
     g_assert_true(WIFSIGNALED(status));
     g_assert_cmpint(WTERMSIG(status), ==, SIGSYS);
     g_assert_cmpstr(out, ==,
@@ -94,10 +110,22 @@ static void test_violation(void)
 static void test_allowed(void)
 {
     char out[512];
-    int status = run_child(SANDBOX_IOTHREAD, out, sizeof(out));
+    int status = run_child(SANDBOX_IOTHREAD, open_socket, out, sizeof(out));
     g_assert_cmpstr(out, ==, "allowed\n");
     g_assert_true(WIFEXITED(status));
     g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+}
+
+/* ioctl is allowed request by request. */
+static void test_ioctl(void)
+{
+    char out[512];
+    int status = run_child(SANDBOX_IOTHREAD, ioctls, out, sizeof(out));
+    g_assert_true(WIFSIGNALED(status));
+    g_assert_cmpint(WTERMSIG(status), ==, SIGSYS);
+    g_assert_cmpstr(out, ==,
+                    "allowed\nFIONREAD\nqlite: sandbox: the device I/O thread made system call "
+                    "ioctl (16), which its filter does not allow: killed\n");
 }
 
 int main(int argc, char **argv)
@@ -106,5 +134,6 @@ int main(int argc, char **argv)
     g_test_add_func("/sandbox/parse", test_parse);
     g_test_add_func("/sandbox/violation", test_violation);
     g_test_add_func("/sandbox/allowed", test_allowed);
+    g_test_add_func("/sandbox/ioctl", test_ioctl);
     return g_test_run();
 }
