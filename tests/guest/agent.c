@@ -17,7 +17,7 @@
  * returns 0 and /init decides what comes next. QLITE_AGENT_NO_VERDICT=1
  * skips the port write, for trying the agent outside a VM.
  *
- * Build: gcc -static -O2 -Wall -Wextra -Werror -std=gnu11 -o agent agent.c
+ * Build: gcc -static -O2 -Wall -Wextra -Werror -std=gnu11 -o agent agent.c hostile.c
  * (tests/guest/build-guest.sh does that).
  */
 #define _GNU_SOURCE
@@ -54,6 +54,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "agent.h"
+
 /* ---- Parameters ------------------------------------------------------ */
 
 #define PARAM_PREFIX "qlite_agent."
@@ -75,6 +77,7 @@ static struct {
     unsigned int net_port, net_bytes, net_seed;
     unsigned int mig_rounds, mig_kib, mig_ms;
     const char *mig_disk;
+    const char *hostile_disk;
     unsigned int heartbeat_ms;
 } param = {.checks = "cpus,kvmclock,rtc",
            .cpus = 1,
@@ -94,7 +97,8 @@ static struct {
            .net_bytes = 4 << 20,
            .net_seed = 1,
            .mig_kib = 2048,
-           .mig_ms = 200};
+           .mig_ms = 200,
+           .hostile_disk = "vdb"};
 
 enum param_type { P_STR, P_BOOL, P_UINT, P_ULONG };
 
@@ -121,7 +125,7 @@ static const struct {
               PARAM(net_addr),    PARAM(net_server),  PARAM(net_port),
               PARAM(net_bytes),   PARAM(net_seed),    PARAM(mig_rounds),
               PARAM(mig_kib),     PARAM(mig_ms),      PARAM(mig_disk),
-              PARAM(heartbeat_ms)};
+              PARAM(hostile_disk), PARAM(heartbeat_ms)};
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b)     ((a) < (b) ? (a) : (b))
@@ -160,7 +164,7 @@ static const struct {
 static int test_number;
 static bool all_ok = true;
 
-static __attribute__((format(printf, 2, 3))) void report(bool ok, const char *fmt, ...)
+void report(bool ok, const char *fmt, ...)
 {
     va_list args;
 
@@ -179,7 +183,7 @@ static const char *err_text(int err)
     return err == ETIMEDOUT ? "timed out" : strerror(err);
 }
 
-static uint64_t now_ns(void)
+uint64_t now_ns(void)
 {
     struct timespec ts;
 
@@ -187,7 +191,7 @@ static uint64_t now_ns(void)
     return ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
 
-static void sleep_ms(unsigned int ms)
+void sleep_ms(unsigned int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * NS_PER_MS};
 
@@ -213,13 +217,13 @@ static int port_fd(void)
     return fd;
 }
 
-static bool port_write(unsigned short port, uint8_t value)
+bool port_write(unsigned short port, uint8_t value)
 {
     return pwrite(port_fd(), &value, 1, port) == 1;
 }
 
 /* 0xff, as from a port nothing answers, when the read fails. */
-static uint8_t port_read(unsigned short port)
+uint8_t port_read(unsigned short port)
 {
     uint8_t value = 0xff;
 
@@ -246,7 +250,7 @@ static ssize_t read_file(const char *path, char *buf, size_t size)
 }
 
 /* A one-line file such as a sysfs attribute, without its newline; 0 or errno. */
-static int read_text(const char *path, char *buf, size_t size)
+int read_text(const char *path, char *buf, size_t size)
 {
     ssize_t n = read_file(path, buf, size);
 
@@ -256,7 +260,7 @@ static int read_text(const char *path, char *buf, size_t size)
     return 0;
 }
 
-static int write_text(const char *path, const char *text)
+int write_text(const char *path, const char *text)
 {
     int fd = open(path, O_WRONLY), err = 0;
 
@@ -1715,6 +1719,16 @@ static void check_power_button(void)
 
 /* ---- Running the checks ------------------------------------------------ */
 
+static void check_hostile_disk(void)
+{
+    check_hostile(param.hostile_disk);
+}
+
+static void check_hostile_disk_recover(void)
+{
+    check_hostile_recover(param.hostile_disk);
+}
+
 static const struct {
     const char *name;
     void (*run)(void);
@@ -1733,6 +1747,8 @@ static const struct {
     {"net_addr", check_net_addr},
     {"net_tx", check_net_tx},
     {"net_rx", check_net_rx},
+    {"hostile", check_hostile_disk},
+    {"hostile_recover", check_hostile_disk_recover},
 };
 
 /* Runs each check named in param.checks, in order. */

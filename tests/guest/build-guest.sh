@@ -29,7 +29,8 @@ if [ "$mode" = path ]; then
 else
     kdir=$("$scripts/debian-kernel.sh")
 fi
-inputs=("$here/build-guest.sh" "$here/agent.c" "$here/init" "$here/udhcpc.script"
+inputs=("$here/build-guest.sh" "$here/agent.c" "$here/agent.h" "$here/hostile.c" "$here/init"
+        "$here/udhcpc.script"
         "$scripts/initramfs.sh")
 hash=$( { sha256sum "${inputs[@]}" | sed "s|$here/||; s|$scripts/||"
           basename "$kdir"; dpkg-query -W busybox-static; gcc -dumpfullversion
@@ -47,7 +48,8 @@ mkdir -p "$cache/guest"
 work=$(mktemp -d "$cache/guest/.build-XXXXXX")
 chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
-gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o "$work/agent" "$here/agent.c" ||
+gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o "$work/agent" "$here/agent.c" \
+    "$here/hostile.c" ||
     die "the guest agent does not build"
 "$scripts/initramfs.sh" "$work/initrd.gz" "$kdir" "$here/init" \
     --module virtio_pci --module virtio_mmio --module virtio_blk --module virtio_net --module crc32c_generic --module ext4 \
