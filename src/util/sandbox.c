@@ -9,6 +9,7 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -227,7 +228,8 @@ static const char *const *const kind_calls[] = {
 /*
  * ioctl, for every kind, with the requests qlite makes once set up: the vCPU's
  * run and state (a reset, a save, a load), the VM's interrupts, clock, memory
- * slots and dirty log, and a terminal's modes. Creating VMs or vCPUs, a
+ * slots and dirty log, a tap's offloads (as the guest's driver negotiates
+ * them) and a terminal's modes. Creating VMs or vCPUs, a
  * terminal's TIOCSTI and any other device's requests are refused.
  */
 static const unsigned long ioctl_requests[] = {
@@ -266,6 +268,7 @@ static const unsigned long ioctl_requests[] = {
     KVM_SET_USER_MEMORY_REGION,
     KVM_GET_DIRTY_LOG,
     KVM_CHECK_EXTENSION,
+    TUNSETOFFLOAD,
     TCGETS,
     TCSETS,
     TCSETSW,

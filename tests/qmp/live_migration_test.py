@@ -118,13 +118,14 @@ def wait_active(src, seconds):
 
 
 def rounds_go_on(vm, last, what):
-    """The guest prints the round after last on vm's console."""
-    ok = vm.console.wait(rf"mig round {last + 1} ", timeout=120, proc=vm.proc) is not None
+    """The guest prints the rounds after last on vm's console: the second one,
+    since the first may be a line cut in two by the switch to a destination."""
+    ok = vm.console.wait(rf"mig round {last + 2} ", timeout=120, proc=vm.proc) is not None
     if not ok:
         tail = "\n# ".join(vm.console.text().splitlines()[-15:])
         print(f"# {vm.name}: exit status {vm.proc.poll()}, stderr: {vm.stderr()}\n"
               f"# console tail:\n# {tail}", flush=True)
-    lc.check(ok, f"{what}: the guest goes on running on {vm.name} (round {last + 1})")
+    lc.check(ok, f"{what}: the guest goes on running on {vm.name} (round {last + 2})")
 
 
 def interrupted(a, tmp, src, name, uri, how):

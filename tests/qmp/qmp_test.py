@@ -1064,7 +1064,14 @@ def t_sandbox():
             c = vm.connect().negotiate()
             expect_msg(c.execute('query-name', id='up'), '{"return": {}, "id": "up"}',
                        'the monitor answers')
+            # The monitor answers once its own filter is on; the main and vCPU
+            # threads take theirs as they finish their set-up, a moment later.
+            deadline = time.monotonic() + 10
             modes = seccomp_modes(vm.proc.pid)
+            while time.monotonic() < deadline and not (
+                    len(modes) >= 3 and all(m == want for m in modes.values())):
+                time.sleep(0.1)
+                modes = seccomp_modes(vm.proc.pid)
             check(len(modes) >= 3 and all(m == want for m in modes.values()),
                   'seccomp mode %s in every thread with %s' % (want, ' '.join(extra) or
                                                               'no -sandbox'),
