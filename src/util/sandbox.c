@@ -154,6 +154,7 @@ static const char *const common_calls[] = {
     "getrandom",
     "sigaltstack" /* thread exit under AddressSanitizer */,
     "sched_getaffinity" /* thread start under AddressSanitizer, glibc's get_nprocs */,
+    "getpeername" /* glib's first log message: is stderr the journal? */,
     NULL,
 };
 

@@ -60,9 +60,12 @@ def attack_and_save(a, tmp, state):
     try:
         mon = lc.Monitor(sock)
         done = con.wait(r"qlite-agent: hostile done", proc=p)
-        lc.check(done is not None, "the agent attacked vdb and qlite is still running")
+        if not lc.check(done is not None, "the agent attacked vdb and qlite is still running"):
+            print("# console tail:\n" + "\n".join("#   " + l for l in
+                                                  con.text().splitlines()[-15:]))
+            return False
         text = con.text()
-        lines = re.findall(r"^(?:not )?ok \d+ - hostile .*$", text, re.M)
+        lines = [l.strip() for l in re.findall(r"^(?:not )?ok \d+ - hostile .*$", text, re.M)]
         for line in lines:
             lc.check(line.startswith("ok"), "guest: " + line.split(" - ", 1)[1])
         lc.check(len(lines) == ATTACKS, f"every attack reported ({len(lines)} of {ATTACKS})")
