@@ -113,6 +113,7 @@ else
     say "cannot mount the machine's root over 9p"
 fi
 sync
+sleep 2 # the serial port sends the last line; poweroff -f would cut it
 poweroff -f
 EOF
 

@@ -344,8 +344,9 @@ static void chain_attack(const char *what, uint16_t (*build)(struct desc *d))
 
 static uint16_t loop_chain(struct desc *d)
 {
+    /* Both device-readable: only the walk's bound can end it. */
     d[0] = (struct desc){dev.phys[P_REQ], 16, DESC_NEXT, 1};
-    d[1] = (struct desc){dev.phys[P_REQ] + 16, 512, DESC_NEXT | DESC_WRITE, 0};
+    d[1] = (struct desc){dev.phys[P_REQ] + 16, 512, DESC_NEXT, 0};
     return 0;
 }
 
@@ -366,7 +367,7 @@ static uint16_t indirect_loop(struct desc *d)
     struct desc *t = (struct desc *)dev.page[P_INDIRECT];
 
     t[0] = (struct desc){dev.phys[P_REQ], 16, DESC_NEXT, 1};
-    t[1] = (struct desc){dev.phys[P_REQ] + 16, 512, DESC_NEXT | DESC_WRITE, 0};
+    t[1] = (struct desc){dev.phys[P_REQ] + 16, 512, DESC_NEXT, 0};
     d[0] = (struct desc){dev.phys[P_INDIRECT], 2 * sizeof(struct desc), DESC_INDIRECT, 0};
     return 0;
 }
