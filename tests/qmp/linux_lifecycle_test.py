@@ -241,6 +241,40 @@ def mid_boot(a, tmp, how):
             p.wait()
 
 
+def threads(pid):
+    """Each thread of a VMM: name, state, CPU seconds, what it waits in. Printed
+    when a guest stays silent: vCPUs busy in KVM_RUN (a guest spinning) or
+    blocked (a guest halted for an interrupt that never came) tell apart what
+    the console cannot."""
+    rows = []
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                wchan = f.read().strip() or "-"
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        rows.append(f"{name}/{tid} {fields[0]} {cpu:.1f} s {wchan}")
+    return rows
+
+
+def print_threads(proc):
+    """threads() of a running VMM as # lines, twice a second apart."""
+    if proc is None or proc.poll() is not None:
+        return
+    for _ in range(2):
+        try:
+            print("# threads: " + "; ".join(threads(proc.pid)), flush=True)
+        except OSError:
+            return
+        time.sleep(1)
+
+
 def keep_consoles(tmp, log_dir):
     """Moves the consoles the test's VMs wrote in tmp to log_dir, for a look
     after a failure (a copy: /tmp may be another file system, a tmpfs)."""

@@ -61,8 +61,9 @@ def save(a, tmp, disk, seed, uri, tag):
         mon = lc.Monitor(sock)
         mon.cmd("migrate-set-capabilities",
                 {"capabilities": [{"capability": "events", "state": True}]})
-        lc.check(con.wait(rf"mig round {SAVE_AT} ", proc=p) is not None,
-                 f"source: the workload reaches round {SAVE_AT}")
+        if not lc.check(con.wait(rf"mig round {SAVE_AT} ", proc=p) is not None,
+                        f"source: the workload reaches round {SAVE_AT}"):
+            lc.print_threads(p)
         r = mon.cmd("migrate", {"uri": uri})
         lc.check("return" in r, f"migrate {uri}: accepted ({r})")
         done = None
