@@ -830,7 +830,10 @@ void qmp_server_migration_params(QmpServer *s, int64_t *downtime_limit, int64_t 
 static JsonNode *cmd_migrate_set_capabilities(QmpServer *s, JsonObject *args)
 {
     JsonNode *list = json_object_get_member(args, "capabilities");
-    if (!list || !JSON_NODE_HOLDS_ARRAY(list)) {
+    if (!list) {
+        return qmp_error("GenericError", "Parameter 'capabilities' is missing");
+    }
+    if (!JSON_NODE_HOLDS_ARRAY(list)) {
         return qmp_error("GenericError",
                          "Invalid parameter type for 'capabilities', expected: array");
     }
@@ -1031,7 +1034,9 @@ static JsonNode *dispatch(QmpClient *c, JsonObject *req)
     if (!cmd) {
         return qmp_error("CommandNotFound", "The command %s has not been found", name);
     }
-    JsonObject *args = argn ? json_node_get_object(argn) : NULL;
+    /* No arguments reads as none given: every handler gets an object. */
+    g_autoptr(JsonObject) none = argn ? NULL : json_object_new();
+    JsonObject *args = argn ? json_node_get_object(argn) : none;
     /* As QEMU: a missing argument is reported before an unexpected one. */
     for (const char *const *r = cmd->required; *r; r++) {
         JsonNode *v = args ? json_object_get_member(args, *r) : NULL;

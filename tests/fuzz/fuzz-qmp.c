@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -71,11 +72,22 @@ static const QmpMachineOps ops = {
     .query_migrate = no_info,
 };
 
+/* A library's critical (json-glib refusing a NULL object, say) is a bug found: crash on it. */
+static void abort_on_critical(const gchar *domain, GLogLevelFlags level, const gchar *message,
+                              gpointer unused)
+{
+    g_log_default_handler(domain, level, message, NULL);
+    if (level & (G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_ERROR)) {
+        abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static QmpServer *server;
     static struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (!server) {
+        g_log_set_default_handler(abort_on_critical, NULL);
         g_autoptr(GError) err = NULL;
         server = qmp_server_new(&ops, NULL, &err);
         g_assert_no_error(err);

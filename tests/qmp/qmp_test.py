@@ -543,6 +543,10 @@ def t_errors(vm):
         ('{"execute": "query-status", "id": "a\\\\u0000"}',
          '{"return": {"status": "prelaunch", "singlestep": false, "running": false}, '
          '"id": "a\\\\u0000"}'),
+        # Without arguments: every parameter optional, or a required one missing.
+        ('{"execute": "migrate-set-parameters"}', '{"return": {}}'),
+        ('{"execute": "migrate-set-capabilities"}',
+         '{"error": {"class": "GenericError", "desc": "Parameter \'capabilities\' is missing"}}'),
         # migrate-set-capabilities checks every element's types, as QEMU names them.
         ('{"execute": "migrate-set-capabilities", "arguments": {"capabilities": '
          '[{"capability": "events", "state": []}]}}',
