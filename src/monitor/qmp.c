@@ -1267,7 +1267,8 @@ static void client_flush(QmpClient *c)
     if (c->out->len > QMP_OUT_HIGH && c->in_src) {
         iothread_remove_source(c->in_src);
         c->in_src = NULL;
-    } else if (c->out->len <= QMP_OUT_HIGH && !c->in_src && !c->closing) {
+    } else if (c->out->len <= QMP_OUT_HIGH && !c->in_src) {
+        /* Reading again; for a client whose socket failed, to see it end and close it. */
         c->in_src = iothread_add_fd(c->l->s->thread, c->fd, client_readable, c);
     }
     bool pending = c->out->len > 0;
