@@ -59,6 +59,8 @@ def attack_and_save(a, tmp, state):
     saved = False
     try:
         mon = lc.Monitor(sock)
+        mon.cmd("migrate-set-capabilities",
+                {"capabilities": [{"capability": "events", "state": True}]})
         done = con.wait(r"qlite-agent: hostile done", proc=p)
         if not lc.check(done is not None, "the agent attacked vdb and qlite is still running"):
             print("# console tail:\n" + "\n".join("#   " + l for l in
@@ -73,10 +75,7 @@ def attack_and_save(a, tmp, state):
                  "the guest runs on after the attacks")
         lc.check(mon.cmd("query-status")["return"]["status"] == "running",
                  "query-status: running")
-        r = mon.cmd("migrate", {"uri": f"file:{state}"})
-        ev = mon.wait_event("MIGRATION", 120) if "return" in r else None
-        while ev is not None and ev["data"]["status"] not in ("completed", "failed"):
-            ev = mon.wait_event("MIGRATION", 120)
+        r, _ = lc.migrate_until_done(mon, f"file:{state}")
         st = mon.cmd("query-migrate")["return"].get("status")
         saved = lc.check(st == "completed", f"the attacked VM saves ({r}, {st})")
         mon.send('{"execute": "quit"}')
@@ -84,13 +83,9 @@ def attack_and_save(a, tmp, state):
     except (lc.qmp_test.CheckFailed, subprocess.TimeoutExpired) as e:
         lc.check(False, f"source: {e}")
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    with open(errlog, errors="replace") as f:
-        text = f.read().strip()
+        text, tail = lc.end_and_tail(p, errlog, 8)
     lc.check("device needs reset" in text, "qlite logged the device's errors on stderr")
-    print("# source's stderr:\n" + "\n".join("#   " + l for l in text.splitlines()[-8:]))
+    print("# source's stderr:\n" + tail)
     return saved
 
 

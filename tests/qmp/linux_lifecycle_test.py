@@ -275,6 +275,28 @@ def print_threads(proc):
         time.sleep(1)
 
 
+def migrate_until_done(mon, uri):
+    """migrate to uri (the events capability on); the reply and the MIGRATION
+    event that ended it, completed or failed (None after 120 s without one)."""
+    r = mon.cmd("migrate", {"uri": uri})
+    if "return" in r:
+        for _ in range(3):
+            ev = mon.wait_event("MIGRATION", 120)
+            if ev is None or ev["data"]["status"] in ("completed", "failed"):
+                return r, ev
+    return r, None
+
+
+def end_and_tail(p, path, lines):
+    """Kills p if it still runs; the last lines of path (its stderr), as # lines."""
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+    with open(path, errors="replace") as f:
+        text = f.read().strip()
+    return text, "\n".join("#   " + l for l in text.splitlines()[-lines:])
+
+
 def keep_consoles(tmp, log_dir):
     """Moves the consoles the test's VMs wrote in tmp to log_dir, for a look
     after a failure (a copy: /tmp may be another file system, a tmpfs)."""

@@ -64,14 +64,8 @@ def save(a, tmp, disk, seed, uri, tag):
         if not lc.check(con.wait(rf"mig round {SAVE_AT} ", proc=p) is not None,
                         f"source: the workload reaches round {SAVE_AT}"):
             lc.print_threads(p)
-        r = mon.cmd("migrate", {"uri": uri})
+        r, done = lc.migrate_until_done(mon, uri)
         lc.check("return" in r, f"migrate {uri}: accepted ({r})")
-        done = None
-        for _ in range(3):
-            ev = mon.wait_event("MIGRATION", 120)
-            if ev is None or ev["data"]["status"] in ("completed", "failed"):
-                done = ev
-                break
         lc.check(done is not None and done["data"]["status"] == "completed",
                  f"MIGRATION completed ({done})")
         info = mon.cmd("query-migrate")["return"]
@@ -90,13 +84,9 @@ def save(a, tmp, disk, seed, uri, tag):
     except (qmp_test.CheckFailed, subprocess.TimeoutExpired) as e:
         lc.check(False, f"source: {e}")
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    with open(errlog, errors="replace") as f:
-        text = f.read().strip()
+        text, tail = lc.end_and_tail(p, errlog, 10)
     if text:
-        print("# source's stderr:\n" + "\n".join("#   " + l for l in text.splitlines()[-10:]))
+        print("# source's stderr:\n" + tail)
     return last
 
 
