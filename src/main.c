@@ -45,6 +45,7 @@ int main(int argc, char **argv)
         machine_config_clear(&cfg);
         return QLITE_EXIT_ERROR;
     }
+    machine_hold_signals();
     /* Before any thread: the filters' violation handler and the command helper. */
     if (!sandbox_init(&cfg.sandbox, &err)) {
         fprintf(stderr, "qlite: %s\n", err->message);

@@ -228,6 +228,24 @@ static void machine_user_quit(void *opaque)
     machine_shutdown(opaque, QLITE_EXIT_OK, false, "host-ui");
 }
 
+/* The signals that end qlite, as QEMU's: SHUTDOWN {"reason": "host-signal"}, status 0. */
+static const int ending_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+static void ending_signals_set(sigset_t *set)
+{
+    sigemptyset(set);
+    for (size_t i = 0; i < G_N_ELEMENTS(ending_signals); i++) {
+        sigaddset(set, ending_signals[i]);
+    }
+}
+
+void machine_hold_signals(void)
+{
+    sigset_t set;
+    ending_signals_set(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static gboolean machine_on_signal(gpointer opaque)
 {
     Machine *m = opaque;
@@ -720,13 +738,19 @@ int machine_run(Machine *m)
         g_printerr("qlite: %s\n", err->message);
         return QLITE_EXIT_ERROR;
     }
-    /* After the main filter: glib's signal thread starts here and inherits it. */
-    static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
-    for (size_t i = 0; i < G_N_ELEMENTS(signals); i++) {
-        m->signal_sources[i] = g_unix_signal_source_new(signals[i]);
+    /*
+     * After the main filter: glib's signal thread starts here and inherits it.
+     * A signal held since start-up is taken now.
+     */
+    G_STATIC_ASSERT(G_N_ELEMENTS(ending_signals) == G_N_ELEMENTS(m->signal_sources));
+    for (size_t i = 0; i < G_N_ELEMENTS(ending_signals); i++) {
+        m->signal_sources[i] = g_unix_signal_source_new(ending_signals[i]);
         g_source_set_callback(m->signal_sources[i], machine_on_signal, m, NULL);
         g_source_attach(m->signal_sources[i], m->ctx);
     }
+    sigset_t held;
+    ending_signals_set(&held);
+    pthread_sigmask(SIG_UNBLOCK, &held, NULL);
     g_main_loop_run(m->loop);
     cpus_pause(m->cpus);
     return m->exit_status;

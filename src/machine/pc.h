@@ -47,10 +47,10 @@ typedef struct MachineConfig {
     GPtrArray *nics;
     /* QMP monitors: "unix:PATH,server=on,wait=off", "tcp:...", or "fd:N" (owned strings). */
     GPtrArray *monitors;
-    bool start_paused; /* -S */
-    char *incoming;    /* -incoming URI or "defer" */
-    bool daemonize;    /* -daemonize: handled by main.c */
-    char *pidfile;     /* -pidfile */
+    bool start_paused;     /* -S */
+    char *incoming;        /* -incoming URI or "defer" */
+    bool daemonize;        /* -daemonize: handled by main.c */
+    char *pidfile;         /* -pidfile */
     SandboxConfig sandbox; /* -sandbox: set up by main.c, applied per thread */
 } MachineConfig;
 
@@ -61,6 +61,13 @@ typedef struct Machine Machine;
 Machine *machine_new(const MachineConfig *cfg, GError **error);
 void machine_free(Machine *m);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Machine, machine_free)
+
+/*
+ * Called before any thread starts: SIGINT, SIGTERM and SIGHUP wait until
+ * machine_run can take them (a signal during set-up ends the VM with its
+ * SHUTDOWN event, as later), and only the main thread ever takes them.
+ */
+void machine_hold_signals(void);
 
 /* Runs the VM until it ends; returns the process exit code. */
 int machine_run(Machine *m);

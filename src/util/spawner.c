@@ -70,6 +70,9 @@ static void G_GNUC_NORETURN helper_main(int sock, pid_t parent)
         close_range(3, (unsigned)sock - 1, 0);
     }
     close_range((unsigned)sock + 1, ~0U, 0);
+    sigset_t none; /* not qlite's held signals: its commands start with none blocked */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     for (;;) {
         SpawnRequest req;
         union {
