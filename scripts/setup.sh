@@ -11,9 +11,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # qemu-system-x86: the reference VMM of bench/run.py and the nested KVM host.
 # busybox-static, kmod, cpio, file: the initramfs of the test guest and nested host.
 # gnuplot-nox: the chart of bench/run.py.
+# seabios: the firmware of disk boots. syslinux, syslinux-common, mtools, dosfstools, fdisk:
+# the bootable disk of the firmware boot tests (tests/guest/build-disk.sh). qemu-utils:
+# qemu-img and qemu-io, which make and check the qcow2 test images.
 packages=(gcc libc6-dev binutils meson ninja-build pkg-config libglib2.0-dev python3 e2fsprogs
     libaio-dev libjson-glib-dev libslirp-dev libseccomp-dev iproute2 zlib1g-dev qemu-system-x86 gnuplot-nox
-    busybox-static kmod cpio file)
+    busybox-static kmod cpio file seabios syslinux syslinux-common mtools dosfstools fdisk qemu-utils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

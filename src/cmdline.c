@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "cmdline.h"
 #include "machine/debug-exit.h"
+#include "machine/firmware.h"
 #include "util/error.h"
 #include "util/opts.h"
 #include "virtio/net.h"
@@ -12,6 +13,7 @@ typedef enum {
     OPT_M,
     OPT_SMP,
     OPT_KERNEL,
+    OPT_BIOS,
     OPT_INITRD,
     OPT_APPEND,
     OPT_SERIAL,
@@ -22,6 +24,7 @@ typedef enum {
     OPT_DEVICE,
     OPT_DRIVE,
     OPT_NETDEV,
+    OPT_OBJECT,
     OPT_NIC,
     OPT_QMP,
     OPT_CHARDEV,
@@ -54,6 +57,8 @@ static const OptDef opt_defs[] = {
      "number of vCPUs"},
     {"kernel", OPT_KERNEL, true, "FILE", "Linux kernel: bzImage or ELF vmlinux with PVH note"},
     {"initrd", OPT_INITRD, true, "FILE", "initial ramdisk"},
+    {"bios", OPT_BIOS, true, "FILE",
+     "firmware for booting from a disk when there is no -kernel (default " FIRMWARE_DEFAULT ")"},
     {"append", OPT_APPEND, true, "CMDLINE", "kernel command line"},
     {"serial", OPT_SERIAL, true, "DEV",
      "COM1 backend: stdio, file:PATH, pty, unix:PATH,server=on[,wait=off], null, none"},
@@ -66,7 +71,10 @@ static const OptDef opt_defs[] = {
      "a raw disk image; if=virtio plugs it as virtio-blk-pci, if=none waits for -device"},
     {"device", OPT_DEVICE, true, "DRIVER[,...]",
      "isa-debug-exit[,iobase=A][,iosize=N] (a guest write of V exits with (V<<1)|1), "
-     "virtio-blk-pci,drive=ID[,serial=S] or virtio-net-pci,netdev=ID[,mac=MAC]"},
+     "virtio-blk-pci,drive=ID[,serial=S], virtio-net-pci,netdev=ID[,mac=MAC] or "
+     "virtio-rng-pci[,rng=ID]"},
+    {"object", OPT_OBJECT, true, "rng-random,id=ID[,filename=/dev/urandom]|rng-builtin,id=ID",
+     "a random number source for virtio-rng-pci,rng=ID"},
     {"netdev", OPT_NETDEV, true,
      "user,id=ID[,net=ADDR/MASK][,hostfwd=RULE]...[,restrict=on]|"
      "tap,id=ID,ifname=NAME,script=no,downscript=no|tap,id=ID,fd=N",
@@ -244,6 +252,7 @@ typedef struct {
     GHashTable *pending_netdevs; /* -netdev configs by id, until a -device takes them */
     GHashTable *netdev_ids;      /* every netdev id seen */
     GHashTable *chardevs;        /* -chardev id -> monitor spec, until a -mon takes it */
+    GHashTable *rng_objects;     /* -object rng-random/rng-builtin ids */
 } CmdlineState;
 
 static void cmdline_state_clear(CmdlineState *st)
@@ -252,6 +261,7 @@ static void cmdline_state_clear(CmdlineState *st)
     g_hash_table_unref(st->pending_netdevs);
     g_hash_table_unref(st->netdev_ids);
     g_hash_table_unref(st->chardevs);
+    g_hash_table_unref(st->rng_objects);
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(CmdlineState, cmdline_state_clear)
 
@@ -431,6 +441,69 @@ static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, GHashTable *pending, G
     return true;
 }
 
+/* virtio-rng-pci[,rng=ID][,id=ID]: rng= names an -object rng-random or rng-builtin. */
+static bool parse_virtio_rng(Opts *o, MachineConfig *cfg, CmdlineState *st, GError **error)
+{
+    const char *rng = opts_get(o, "rng");
+    const char *id = opts_get(o, "id");
+    if (!opts_check_unused(o, error)) {
+        return false;
+    }
+    if (rng && !g_hash_table_contains(st->rng_objects, rng)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "virtio-rng-pci: no -object rng-random or rng-builtin with id '%s'", rng);
+        return false;
+    }
+    if (!cfg->rngs) {
+        cfg->rngs = g_ptr_array_new_with_free_func(g_free);
+    }
+    g_ptr_array_add(cfg->rngs, g_strdup_printf("%s", id ? id : "virtio-rng"));
+    return true;
+}
+
+/*
+ * -object: the random number sources of virtio-rng-pci. Both read the
+ * kernel's pool (getrandom), which is what /dev/urandom and /dev/random
+ * give today; another file is refused rather than silently replaced.
+ */
+static bool parse_object(const char *arg, CmdlineState *st, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "qom-type", error);
+    if (!o) {
+        return false;
+    }
+    const char *type = opts_get(o, "qom-type");
+    const char *id = opts_get(o, "id");
+    const char *filename = NULL;
+    if (type && strcmp(type, "rng-random") == 0) {
+        filename = opts_get(o, "filename");
+    } else if (!type || strcmp(type, "rng-builtin") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "object type '%s' is not supported (rng-random, rng-builtin)",
+                    type ? type : "");
+        return false;
+    }
+    if (!opts_check_unused(o, error)) {
+        return false;
+    }
+    if (!id || !*id) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "Parameter 'id' is missing");
+        return false;
+    }
+    if (filename && strcmp(filename, "/dev/urandom") && strcmp(filename, "/dev/random")) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "rng-random: filename=%s is not supported (/dev/urandom or /dev/random)",
+                    filename);
+        return false;
+    }
+    if (!g_hash_table_add(st->rng_objects, g_strdup(id))) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "attempt to add duplicate id '%s'",
+                    id);
+        return false;
+    }
+    return true;
+}
+
 static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st,
                          GError **error)
 {
@@ -447,6 +520,9 @@ static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st,
     }
     if (driver && strcmp(driver, "virtio-net-pci") == 0) {
         return parse_virtio_net(o, cfg, st, error);
+    }
+    if (driver && strcmp(driver, "virtio-rng-pci") == 0) {
+        return parse_virtio_rng(o, cfg, st, error);
     }
     g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "'%s' is not a valid device model name",
                 driver ? driver : "");
@@ -680,6 +756,10 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
         g_free(cfg->kernel);
         cfg->kernel = g_strdup(arg);
         return true;
+    case OPT_BIOS:
+        g_free(cfg->bios);
+        cfg->bios = g_strdup(arg);
+        return true;
     case OPT_INITRD:
         g_free(cfg->initrd);
         cfg->initrd = g_strdup(arg);
@@ -718,6 +798,8 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
         return parse_name(arg, cfg, error);
     case OPT_DEVICE:
         return parse_device(arg, cfg, st, error);
+    case OPT_OBJECT:
+        return parse_object(arg, st, error);
     case OPT_NETDEV:
         return parse_netdev(arg, st, error);
     case OPT_NIC:
@@ -780,7 +862,8 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
         .pending_drives = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, drive_free),
         .pending_netdevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, netdev_free),
         .netdev_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL),
-        .chardevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free)};
+        .chardevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free),
+        .rng_objects = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL)};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -836,13 +919,12 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
     if (!st.net_set && !st.nodefaults && !parse_nic("user", cfg, &st, error)) {
         return false;
     }
-    if (!cfg->kernel) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "no -kernel given: qlite boots Linux kernels directly");
-        return false;
-    }
     if (cfg->initrd && !cfg->kernel) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "-initrd needs -kernel");
+        return false;
+    }
+    if (cfg->append && !cfg->kernel) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "-append needs -kernel");
         return false;
     }
     return true;

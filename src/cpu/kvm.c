@@ -187,6 +187,27 @@ bool kvm_map_ram(Kvm *kvm, GuestMem *mem, GError **error)
     return kvm_set_slots(kvm, mem, 0, error);
 }
 
+bool kvm_map_rom(Kvm *kvm, uint64_t gpa, const void *hva, uint64_t size, GError **error)
+{
+    if (ioctl(kvm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_FAILED,
+                    "KVM cannot map read-only memory (KVM_CAP_READONLY_MEM) for the firmware");
+        return false;
+    }
+    struct kvm_userspace_memory_region r = {
+        .slot = KVM_ROM_SLOT,
+        .flags = KVM_MEM_READONLY,
+        .guest_phys_addr = gpa,
+        .memory_size = size,
+        .userspace_addr = (uintptr_t)hva,
+    };
+    if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+        qlite_error_errno(error, errno, "KVM_SET_USER_MEMORY_REGION (firmware)");
+        return false;
+    }
+    return true;
+}
+
 bool kvm_dirty_log_set(Kvm *kvm, GuestMem *mem, bool on, GError **error)
 {
     return kvm_set_slots(kvm, mem, on ? KVM_MEM_LOG_DIRTY_PAGES : 0, error);

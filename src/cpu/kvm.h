@@ -38,6 +38,9 @@ void kvm_free(Kvm *kvm);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Kvm, kvm_free)
 
 bool kvm_map_ram(Kvm *kvm, GuestMem *mem, GError **error);
+/* Firmware: guest reads of [gpa, gpa + size) see hva; writes exit as MMIO (ignored). */
+#define KVM_ROM_SLOT GUEST_MEM_MAX_REGIONS
+bool kvm_map_rom(Kvm *kvm, uint64_t gpa, const void *hva, uint64_t size, GError **error);
 /*
  * KVM's dirty page log on every RAM slot, for live migration: turned on,
  * KVM records the pages vCPUs write; get moves them (ORed, then cleared in

@@ -176,7 +176,7 @@ static void res_dword_mem(GByteArray *b, uint32_t min, uint32_t len)
 
 /*
  * \_SB.PCI0: the host bridge (PCI Firmware 3.2 §4.1): bus 0 only, the config
- * ports, the I/O space around them and the 32-bit memory window the BARs live
+ * ports, the I/O space around them and the 32-bit memory windows the BARs live
  * in; _PRT sends slot S pin P to GSI 16 + (S + P) % 8 (pci-host.h).
  */
 static void dsdt_pci0(GByteArray *out, const AcpiConfig *cfg)
@@ -205,6 +205,8 @@ static void dsdt_pci0(GByteArray *out, const AcpiConfig *cfg)
     res_word_addr(res, RES_TYPE_IO, 0x03, 0x0000, 0x0cf7);
     res_word_addr(res, RES_TYPE_IO, 0x03, 0x0d00, 0xffff);
     res_dword_mem(res, (uint32_t)PCI_MMIO32_BASE, (uint32_t)PCI_MMIO32_SIZE);
+    /* Between the ECAM window and the I/O APIC: where firmware (SeaBIOS) puts the BARs. */
+    res_dword_mem(res, (uint32_t)PCI_MMIO32_HIGH_BASE, (uint32_t)PCI_MMIO32_HIGH_SIZE);
     const uint8_t end[] = {RES_END, 0};
     g_byte_array_append(res, end, sizeof(end));
     aml_name_decl(dev, "_CRS", aml_buffer(res->data, res->len));
@@ -247,7 +249,26 @@ typedef struct {
     size_t cap;
     size_t used;
     uint64_t base;
+    AcpiLinks links;
 } AcpiWriter;
+
+/* Records a pointer field of buf. */
+static void acpi_link_pointer(AcpiWriter *w, const void *field, uint8_t size)
+{
+    g_assert(w->links.npointers < ACPI_LINKS_MAX);
+    w->links.pointers[w->links.npointers].offset = (uint32_t)((const uint8_t *)field - w->buf);
+    w->links.pointers[w->links.npointers++].size = size;
+}
+
+/* Records a checksum byte over [start, start + len) of buf. */
+static void acpi_link_checksum(AcpiWriter *w, const void *start, size_t len, const void *field)
+{
+    g_assert(w->links.nchecksums < ACPI_LINKS_MAX);
+    unsigned i = w->links.nchecksums++;
+    w->links.checksums[i].start = (uint32_t)((const uint8_t *)start - w->buf);
+    w->links.checksums[i].length = (uint32_t)len;
+    w->links.checksums[i].field = (uint32_t)((const uint8_t *)field - w->buf);
+}
 
 /* Reserves len bytes at the given alignment; NULL when out of room. */
 static void *acpi_alloc(AcpiWriter *w, size_t len, size_t align, uint64_t *gpa)
@@ -274,10 +295,11 @@ static void acpi_header(AcpiHeader *h, const char *sig, uint32_t len, uint8_t re
     h->creator_revision = 1;
 }
 
-static void acpi_finish(AcpiHeader *h)
+static void acpi_finish(AcpiWriter *w, AcpiHeader *h)
 {
     h->checksum = 0;
     h->checksum = acpi_checksum(h, h->length);
+    acpi_link_checksum(w, h, h->length, &h->checksum);
 }
 
 static AcpiGas acpi_gas_io(uint16_t port, uint8_t len)
@@ -337,7 +359,7 @@ static bool acpi_build_madt(AcpiWriter *w, const AcpiConfig *cfg, uint64_t *gpa)
     p[2] = 0xff; /* all processors */
     memcpy(p + 3, &nmi_flags, 2);
     p[5] = 1; /* LINT1 */
-    acpi_finish((AcpiHeader *)t);
+    acpi_finish(w, (AcpiHeader *)t);
     return true;
 }
 
@@ -353,6 +375,9 @@ static bool acpi_build_fadt(AcpiWriter *w, const AcpiConfig *cfg, uint64_t facs,
     f->dsdt = (uint32_t)dsdt;
     f->x_firmware_ctrl = facs;
     f->x_dsdt = dsdt;
+    acpi_link_pointer(w, &f->dsdt, sizeof(f->dsdt));
+    acpi_link_pointer(w, &f->x_firmware_ctrl, sizeof(f->x_firmware_ctrl));
+    acpi_link_pointer(w, &f->x_dsdt, sizeof(f->x_dsdt));
     f->sci_int = cfg->sci_irq;
     f->smi_cmd = 0; /* no SMM: ACPI mode is always on */
     f->pm1a_evt_blk = cfg->pm1a_evt_blk;
@@ -368,7 +393,7 @@ static bool acpi_build_fadt(AcpiWriter *w, const AcpiConfig *cfg, uint64_t facs,
     f->iapc_boot_arch = FADT_BOOT_VGA_NOT_PRESENT;
     f->flags = FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_SLP_BUTTON;
     f->minor_version = 4;
-    acpi_finish(&f->h);
+    acpi_finish(w, &f->h);
     return true;
 }
 
@@ -391,12 +416,12 @@ static bool acpi_build_mcfg(AcpiWriter *w, uint64_t *gpa)
     McfgEntry e = {.base = PCI_ECAM_BASE, .segment = 0, .start_bus = 0,
                    .end_bus = (uint8_t)(PCI_ECAM_SIZE / 0x100000 - 1)};
     memcpy(t + sizeof(AcpiHeader) + 8, &e, sizeof(e));
-    acpi_finish((AcpiHeader *)t);
+    acpi_finish(w, (AcpiHeader *)t);
     return true;
 }
 
 size_t acpi_build(uint8_t *buf, size_t cap, uint64_t base, const AcpiConfig *cfg,
-                  uint64_t *rsdp_gpa)
+                  uint64_t *rsdp_gpa, AcpiLinks *links)
 {
     AcpiWriter w = {.buf = buf, .cap = cap, .base = base};
     uint64_t rsdp_addr, xsdt_addr, facs_addr, dsdt_addr, fadt_addr, madt_addr, mcfg_addr;
@@ -421,7 +446,7 @@ size_t acpi_build(uint8_t *buf, size_t cap, uint64_t base, const AcpiConfig *cfg
     }
     acpi_header((AcpiHeader *)dsdt, "DSDT", (uint32_t)dsdt_len, 2);
     memcpy(dsdt + sizeof(AcpiHeader), aml->data, aml->len);
-    acpi_finish((AcpiHeader *)dsdt);
+    acpi_finish(&w, (AcpiHeader *)dsdt);
 
     if (!acpi_build_fadt(&w, cfg, facs_addr, dsdt_addr, &fadt_addr) ||
         !acpi_build_madt(&w, cfg, &madt_addr) || !acpi_build_mcfg(&w, &mcfg_addr)) {
@@ -436,16 +461,27 @@ size_t acpi_build(uint8_t *buf, size_t cap, uint64_t base, const AcpiConfig *cfg
     }
     acpi_header((AcpiHeader *)xsdt, "XSDT", (uint32_t)xsdt_len, 1);
     memcpy(xsdt + sizeof(AcpiHeader), entries, sizeof(entries));
-    acpi_finish((AcpiHeader *)xsdt);
+    for (size_t i = 0; i < G_N_ELEMENTS(entries); i++) {
+        acpi_link_pointer(&w, xsdt + sizeof(AcpiHeader) + 8 * i, 8);
+    }
+    acpi_finish(&w, (AcpiHeader *)xsdt);
 
     memcpy(rsdp->signature, "RSD PTR ", 8);
     memcpy(rsdp->oem_id, ACPI_OEM_ID, 6);
     rsdp->revision = 2;
     rsdp->length = sizeof(*rsdp);
     rsdp->xsdt_address = xsdt_addr;
+    acpi_link_pointer(&w, &rsdp->xsdt_address, sizeof(rsdp->xsdt_address));
     rsdp->checksum = acpi_checksum(rsdp, 20);
+    acpi_link_checksum(&w, rsdp, 20, &rsdp->checksum);
     rsdp->extended_checksum = acpi_checksum(rsdp, sizeof(*rsdp));
+    acpi_link_checksum(&w, rsdp, sizeof(*rsdp), &rsdp->extended_checksum);
 
     *rsdp_gpa = rsdp_addr;
+    if (links) {
+        *links = w.links;
+        links->rsdp = (size_t)((uint8_t *)rsdp - buf);
+        links->rsdp_len = sizeof(*rsdp);
+    }
     return w.used;
 }

@@ -10,6 +10,7 @@
 #include "machine/acpi.h"
 #include "machine/boot.h"
 #include "machine/debug-exit.h"
+#include "machine/firmware.h"
 #include "machine/i8042.h"
 #include "machine/mptable.h"
 #include "machine/pc.h"
@@ -44,6 +45,7 @@ struct Machine {
     Bus *mmio;
     CpuSet *cpus;
 
+    Firmware *firmware; /* without -kernel */
     /* What the boot loader copies in again at every reset. */
     GMappedFile *kernel_file;
     GMappedFile *initrd_file;

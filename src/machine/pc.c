@@ -4,6 +4,7 @@
 #include "util/error.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
+#include "virtio/rng.h"
 #include "virtio/virtio-pci.h"
 
 #include <errno.h>
@@ -29,6 +30,7 @@ void nic_config_free(NicConfig *nic)
 void machine_config_clear(MachineConfig *cfg)
 {
     g_free(cfg->kernel);
+    g_free(cfg->bios);
     g_free(cfg->initrd);
     g_free(cfg->append);
     g_free(cfg->serial);
@@ -38,6 +40,9 @@ void machine_config_clear(MachineConfig *cfg)
     }
     if (cfg->nics) {
         g_ptr_array_unref(cfg->nics);
+    }
+    if (cfg->rngs) {
+        g_ptr_array_unref(cfg->rngs);
     }
     if (cfg->monitors) {
         g_ptr_array_unref(cfg->monitors);
@@ -93,6 +98,9 @@ void machine_shutdown(Machine *m, int status, bool guest, const char *reason)
 
 static bool machine_load_boot_images(Machine *m, GError **error)
 {
+    if (m->firmware) {
+        return firmware_reset(m->firmware, m->mem, error);
+    }
     BootSetup setup = {
         .kernel = &m->kernel,
         .cmdline = m->cfg.append,
@@ -336,6 +344,9 @@ static bool machine_add_pci(Machine *m, GError **error)
     if (!m->pci) {
         return false;
     }
+    if (m->firmware) {
+        pci_host_leave_bars(m->pci);
+    }
     m->virtio = g_ptr_array_new_with_free_func(virtio_pci_free_cb);
     for (guint i = 0; m->cfg.disks && i < m->cfg.disks->len; i++) {
         DriveConfig d = *(const DriveConfig *)g_ptr_array_index(m->cfg.disks, i);
@@ -365,6 +376,12 @@ static bool machine_add_pci(Machine *m, GError **error)
             return false;
         }
         if (!machine_plug_virtio(m, vdev, error)) {
+            return false;
+        }
+    }
+    for (guint i = 0; m->cfg.rngs && i < m->cfg.rngs->len; i++) {
+        VirtioDevice *vdev = virtio_rng_new(g_ptr_array_index(m->cfg.rngs, i), m->mem, error);
+        if (!vdev || !machine_plug_virtio(m, vdev, error)) {
             return false;
         }
     }
@@ -563,6 +580,10 @@ static bool machine_add_monitors(Machine *m, GError **error)
 
 static bool machine_load_files(Machine *m, GError **error)
 {
+    if (!m->cfg.kernel) {
+        m->firmware = firmware_new(m->cfg.bios ? m->cfg.bios : FIRMWARE_DEFAULT, error);
+        return m->firmware != NULL;
+    }
     g_autoptr(GError) err = NULL;
     m->kernel_file = g_mapped_file_new(m->cfg.kernel, FALSE, &err);
     if (!m->kernel_file) {
@@ -627,17 +648,56 @@ static bool machine_add_devices(Machine *m, GError **error)
     return true;
 }
 
+/*
+ * ACPI tables (and, for a direct boot, the MP table), which qlite places
+ * itself for a direct boot, or hands to the firmware through fw_cfg.
+ */
+static bool machine_build_tables(Machine *m, GError **error)
+{
+    AcpiConfig acfg = {.ncpus = m->cfg.ncpus,
+                       .pm1a_evt_blk = ACPI_PM1_EVT_BLK,
+                       .pm1a_cnt_blk = ACPI_PM1_CNT_BLK,
+                       .sci_irq = ACPI_SCI_IRQ,
+                       .pci_slots = 1 + m->virtio->len};
+    AcpiLinks links;
+    uint64_t base = m->firmware ? 0 : ACPI_TABLES_BASE;
+    m->acpi_size = acpi_build(m->acpi, sizeof(m->acpi), base, &acfg, &m->rsdp, &links);
+    if (!m->acpi_size) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "ACPI tables do not fit");
+        return false;
+    }
+    if (m->firmware) {
+        FirmwareConfig fc = {.ncpus = m->cfg.ncpus,
+                             .ram_size = m->cfg.ram_size,
+                             .acpi = m->acpi,
+                             .acpi_size = m->acpi_size,
+                             .acpi_links = &links};
+        return firmware_setup(m->firmware, m->kvm, m->mem, m->pio, &fc, error);
+    }
+    size_t mp_off = (m->acpi_size + 15) & ~(size_t)15;
+    size_t mp_size = mptable_build(m->acpi + mp_off, sizeof(m->acpi) - mp_off,
+                                   ACPI_TABLES_BASE + mp_off, m->cfg.ncpus, ACPI_SCI_IRQ, m->mpf);
+    if (!mp_size) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "MP tables do not fit");
+        return false;
+    }
+    m->acpi_size = mp_off + mp_size;
+    return true;
+}
+
 Machine *machine_new(const MachineConfig *cfg, GError **error)
 {
     g_autoptr(Machine) m = g_new0(Machine, 1);
     m->cfg = *cfg;
     m->cfg.kernel = g_strdup(cfg->kernel);
+    m->cfg.bios = g_strdup(cfg->bios);
     m->cfg.initrd = g_strdup(cfg->initrd);
     m->cfg.append = g_strdup(cfg->append);
     m->cfg.serial = g_strdup(cfg->serial);
     m->cfg.name = g_strdup(cfg->name);
     m->cfg.disks = cfg->disks ? g_ptr_array_ref(cfg->disks) : NULL;
     m->cfg.nics = cfg->nics ? g_ptr_array_ref(cfg->nics) : NULL;
+    m->cfg.rngs = cfg->rngs ? g_ptr_array_ref(cfg->rngs) : NULL;
     m->cfg.monitors = cfg->monitors ? g_ptr_array_ref(cfg->monitors) : NULL;
     m->cfg.incoming = g_strdup(cfg->incoming);
     m->cfg.pidfile = NULL; /* main.c's: it outlives the machine */
@@ -674,24 +734,9 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
         return NULL;
     }
 
-    AcpiConfig acfg = {.ncpus = cfg->ncpus,
-                       .pm1a_evt_blk = ACPI_PM1_EVT_BLK,
-                       .pm1a_cnt_blk = ACPI_PM1_CNT_BLK,
-                       .sci_irq = ACPI_SCI_IRQ,
-                       .pci_slots = 1 + m->virtio->len};
-    m->acpi_size = acpi_build(m->acpi, sizeof(m->acpi), ACPI_TABLES_BASE, &acfg, &m->rsdp);
-    if (!m->acpi_size) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "ACPI tables do not fit");
+    if (!machine_build_tables(m, error)) {
         return NULL;
     }
-    size_t mp_off = (m->acpi_size + 15) & ~(size_t)15;
-    size_t mp_size = mptable_build(m->acpi + mp_off, sizeof(m->acpi) - mp_off,
-                                   ACPI_TABLES_BASE + mp_off, cfg->ncpus, ACPI_SCI_IRQ, m->mpf);
-    if (!mp_size) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "MP tables do not fit");
-        return NULL;
-    }
-    m->acpi_size = mp_off + mp_size;
     if (!machine_load_boot_images(m, error)) {
         return NULL;
     }
@@ -787,6 +832,7 @@ void machine_free(Machine *m)
     bus_free(m->mmio);
     guest_mem_free(m->mem);
     kvm_free(m->kvm);
+    firmware_free(m->firmware); /* after the VM: its ROM slot maps the image */
     if (m->kernel_file) {
         g_mapped_file_unref(m->kernel_file);
     }

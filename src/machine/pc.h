@@ -32,7 +32,8 @@ void nic_config_free(NicConfig *nic);
 typedef struct MachineConfig {
     uint64_t ram_size;
     unsigned ncpus;
-    char *kernel;
+    char *kernel; /* NULL: firmware boot */
+    char *bios;   /* -bios: the firmware image (default FIRMWARE_DEFAULT) */
     char *initrd;
     char *append;
     char *serial; /* chardev spec, or NULL for no COM1 */
@@ -45,6 +46,8 @@ typedef struct MachineConfig {
     GPtrArray *disks;
     /* virtio-net-pci NICs, in slot order after the disks (NicConfig *, owned). */
     GPtrArray *nics;
+    /* virtio-rng-pci devices after the NICs: their ids (owned strings). */
+    GPtrArray *rngs;
     /* QMP monitors: "unix:PATH,server=on,wait=off", "tcp:...", or "fd:N" (owned strings). */
     GPtrArray *monitors;
     bool start_paused;     /* -S */

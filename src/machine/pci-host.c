@@ -17,6 +17,7 @@ struct PciHost {
     PciDevice *slots[PCI_HOST_SLOTS];
     uint64_t firmware_bar[PCI_HOST_SLOTS][PCI_NUM_BARS];
     uint64_t mmio_next;
+    bool guest_firmware; /* the guest's firmware places the BARs */
 
     GMutex lock; /* config address latch and INTx levels */
     uint32_t config_addr;
@@ -214,6 +215,9 @@ void pci_host_load(PciHost *h, StateIn *in)
 static void pci_host_assign_bars(PciHost *h, unsigned slot)
 {
     PciDevice *d = h->slots[slot];
+    if (h->guest_firmware) {
+        return; /* as on real hardware: unassigned, decoding off, until firmware runs */
+    }
     for (int i = 0; i < PCI_NUM_BARS; i++) {
         if (h->firmware_bar[slot][i]) {
             pci_set_bar_addr(d, i, h->firmware_bar[slot][i]);
@@ -272,6 +276,11 @@ bool pci_host_plug(PciHost *h, PciDevice *d, GError **error)
     return true;
 }
 
+void pci_host_leave_bars(PciHost *h)
+{
+    h->guest_firmware = true;
+}
+
 void pci_host_reset(PciHost *h)
 {
     g_mutex_lock(&h->lock);
@@ -295,9 +304,13 @@ PciHost *pci_host_new(Bus *pio, Bus *mmio, PciHostIrqFn set_irq, void *irq_opaqu
     h->irq_opaque = irq_opaque;
     h->mmio_next = PCI_MMIO32_BASE;
     g_mutex_init(&h->lock);
-    /* A host bridge class is what Linux's mechanism #1 sanity check looks for. */
+    /*
+     * A host bridge class is what Linux's mechanism #1 sanity check looks
+     * for; QEMU's subsystem IDs (Red Hat, "QEMU virtual machine") are how
+     * SeaBIOS knows it runs on QEMU's platform, with fw_cfg.
+     */
     PciDeviceInfo info = {.name = "pci-host", .vendor_id = 0x1b36, .device_id = 0x0008,
-                          .subsystem_vendor_id = 0x1b36, .subsystem_id = 0x0008,
+                          .subsystem_vendor_id = 0x1af4, .subsystem_id = 0x1100,
                           .class_code = 0x060000};
     pci_device_init(&h->bridge, &info);
     h->slots[0] = &h->bridge;

@@ -24,6 +24,9 @@
 #define PCI_ECAM_SIZE      0x100000ULL /* bus 0 only */
 #define PCI_MMIO32_BASE    0xc0000000ULL
 #define PCI_MMIO32_SIZE    0x20000000ULL /* up to the ECAM window */
+/* Above the ECAM window up to the I/O APIC: BARs that firmware places top-down. */
+#define PCI_MMIO32_HIGH_BASE (PCI_ECAM_BASE + PCI_ECAM_SIZE)
+#define PCI_MMIO32_HIGH_SIZE (0xfec00000ULL - PCI_MMIO32_HIGH_BASE)
 #define PCI_INTX_GSI_BASE  16
 #define PCI_INTX_GSI_COUNT 8
 
@@ -39,6 +42,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PciHost, pci_host_free)
 
 /* Plugs d into the first free slot (1..31); assigns its BARs as firmware would. */
 bool pci_host_plug(PciHost *h, PciDevice *d, GError **error);
+/* Firmware in the guest (SeaBIOS) places the BARs: plug and reset leave them unassigned. */
+void pci_host_leave_bars(PciHost *h);
 /* Re-assigns every BAR and decode bit after a machine reset. */
 void pci_host_reset(PciHost *h);
 /*

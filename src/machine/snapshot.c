@@ -27,7 +27,7 @@ typedef struct {
     void (*load)(void *dev, StateIn *in);
 } MachineDevice;
 
-#define MACHINE_DEVICES_MAX 5
+#define MACHINE_DEVICES_MAX 6
 #define DEVICE_STATE_FNS(name)                                                                     \
     static void save_##name(void *dev, GByteArray *out)                                            \
     {                                                                                              \
@@ -42,6 +42,7 @@ DEVICE_STATE_FNS(rtc)
 DEVICE_STATE_FNS(i8042)
 DEVICE_STATE_FNS(acpi_pm)
 DEVICE_STATE_FNS(pci_host)
+DEVICE_STATE_FNS(fw_cfg)
 
 static unsigned machine_devices(Machine *m, MachineDevice *out)
 {
@@ -53,6 +54,10 @@ static unsigned machine_devices(Machine *m, MachineDevice *out)
     out[n++] = (MachineDevice){"i8042", m->kbd, save_i8042, load_i8042};
     out[n++] = (MachineDevice){"acpi-pm", m->pm, save_acpi_pm, load_acpi_pm};
     out[n++] = (MachineDevice){"pci-host", m->pci, save_pci_host, load_pci_host};
+    if (m->firmware) {
+        out[n++] = (MachineDevice){"fw-cfg", firmware_fw_cfg(m->firmware), save_fw_cfg,
+                                   load_fw_cfg};
+    }
     return n;
 }
 
@@ -66,6 +71,13 @@ static char *machine_describe(Machine *m)
     GString *s = g_string_new(NULL);
     g_string_append_printf(s, "ram=%" PRIu64 "\ncpus=%u\n", m->cfg.ram_size, m->cfg.ncpus);
     g_string_append_printf(s, "serial=%s\n", m->serial ? "on" : "off");
+    if (m->firmware) {
+        /* The guest runs the firmware's code from the ROM: the same image on both sides. */
+        g_autofree char *id = firmware_describe(m->firmware);
+        g_string_append_printf(s, "firmware=%s\n", id);
+    } else {
+        g_string_append(s, "firmware=none\n");
+    }
     for (guint i = 0; i < m->virtio->len; i++) {
         VirtioDevice *vdev = virtio_pci_vdev(g_ptr_array_index(m->virtio, i));
         g_string_append_printf(s, "device%u=%s features=%#" PRIx64 " config=%u\n", i, vdev->name,

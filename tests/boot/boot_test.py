@@ -76,10 +76,13 @@ def file_sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def check_pattern(path, seed, size):
-    """Failure messages if the image at path is not exactly the pattern."""
+def check_pattern(path, seed, size, offset=None):
+    """Failure messages if the image at path is not exactly the pattern (or,
+    given an offset, if its size bytes there are not)."""
     with open(path, "rb") as f:
         data = f.read()
+    if offset is not None:
+        data = data[offset:offset + size]
     if len(data) != size:
         return [f"{os.path.basename(path)}: {len(data)} bytes, expected {size}"]
     want = disk_pattern(seed, size)
@@ -92,8 +95,10 @@ def check_pattern(path, seed, size):
             f"pattern of seed {seed} (first: sector {bad[0]}; {zero} of them all zero)"]
 
 
-def check_unchanged(path, sha256):
-    now = file_sha256(path)
+def check_unchanged(path, sha256, size=None):
+    """Failure messages if the file (or its first size bytes) changed."""
+    with open(path, "rb") as f:
+        now = hashlib.sha256(f.read(size)).hexdigest()
     return [] if now == sha256 else [f"{os.path.basename(path)} changed (sha256 {now})"]
 
 
@@ -183,6 +188,34 @@ def setup_blk_reboot(tmp):
                  post=lambda: check_pattern(img, seed, size))
 
 
+# A bootable disk (tests/guest/build-disk.sh): the boot partition, then 4 MiB for data.
+DISK_DATA_OFFSET = (2048 + 65536) * SECTOR
+DISK_DATA_SIZE = 4 << 20
+
+
+def build_disk(path, append):
+    subprocess.run([os.path.join(guest.GUEST_DIR, "build-disk.sh"), path, guest.guest_dir(),
+                    append], check=True, capture_output=True)
+
+
+def setup_firmware_raw(tmp, append):
+    """A raw disk with a boot loader (no -kernel): SeaBIOS boots it, syslinux
+    loads the guest, whose agent writes the pattern over partition 2; the
+    boot partition stays as it was."""
+    seed = random.randint(1, 2**32 - 1)
+    img = os.path.join(tmp, "boot.img")
+    build_disk(img, append + f" qlite_agent.checks=cpus,blk qlite_agent.blk_disk=vda2 "
+                             f"qlite_agent.blk_seed={seed}")
+    with open(img, "rb") as f:
+        boot_sha = hashlib.sha256(f.read(DISK_DATA_OFFSET)).hexdigest()
+
+    def post():
+        return (check_pattern(img, seed, DISK_DATA_SIZE, DISK_DATA_OFFSET) +
+                check_unchanged(img, boot_sha, DISK_DATA_OFFSET))
+
+    return Setup(args=drive(img), post=post)
+
+
 TAP_OK = r"ok \d+ - "
 
 CASES = {
@@ -245,6 +278,11 @@ CASES = {
                              expect=[r"qlite-agent: rebooting", TAP_OK + r"came back after reboot",
                                      TAP_OK + r"blk vda: read back", r"qlite-agent: PASS"],
                              reject=[r"not ok"], timeout=350),
+    # Firmware boot (no -kernel): SeaBIOS, the disk's boot loader, then the guest.
+    "firmware-raw": case("disk", DEBUG_EXIT, setup=setup_firmware_raw, status=PASS_STATUS,
+                         expect=[r"SeaBIOS \(version", r"SYSLINUX", TAP_OK + r"cpus online: 1",
+                                 TAP_OK + r"blk vda2: read back", r"qlite-agent: PASS"],
+                         reject=[r"not ok"]),
     # virtio-net: user networking (DHCP, the host's loopback, hostfwd) and a tap.
     "linux-net-user": case("guest", DEBUG_EXIT, status=PASS_STATUS,
                            setup=lambda tmp: net_setup.setup_net_user(tmp, Setup),
@@ -275,7 +313,8 @@ def main():
         status = guest.missing(a.case)
         if status is not None:
             return status
-        kernel = guest.boot_args(guest.guest_dir())[1:]
+        # A disk's boot loader has the command line: the setup writes it there.
+        kernel = None if c["kernel"] == "disk" else guest.boot_args(guest.guest_dir())[1:]
         append = guest.append(c["append"], f"qlite_agent.now={int(time.time())}")
         timeout = c["timeout"] or LINUX_TIMEOUT
 
@@ -285,7 +324,7 @@ def main():
         setup = None
         if c["setup"]:
             try:
-                setup = c["setup"](tmp)
+                setup = c["setup"](tmp, append) if kernel is None else c["setup"](tmp)
             except net_setup.SkipCase as e:
                 return guest.skip(a.case, str(e))
             except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
@@ -342,11 +381,12 @@ def run_vmm(cmd, timeout, kill_on, watch=()):
 
 
 def boot(a, c, kernel, append, timeout, log_path, setup):
-    cmd = [a.qlite, "-kernel"] + kernel + ["-m", "256", "-display", "none"] + c["args"]
+    cmd = [a.qlite] + (["-kernel"] + kernel if kernel else []) + ["-m", "256", "-display", "none"]
+    cmd += c["args"]
     if setup:
         cmd = setup.prefix + cmd + setup.args
         append = " ".join(p for p in [append, setup.append] if p)
-    if append:
+    if append and kernel:
         cmd += ["-append", append]
     if c["serial"] == "file":
         cmd += ["-serial", "file:" + log_path]

@@ -667,12 +667,15 @@ static uint64_t disk_sectors(int fd)
     return end > 0 ? (uint64_t)end / SECTOR_SIZE : 0;
 }
 
-/* 1 if /sys/block/NAME/ATTR reads want, 0 if not, -1 if it cannot be read. */
+/*
+ * 1 if /sys/class/block/NAME/ATTR (NAME a disk or a partition) reads want, 0
+ * if not, -1 if it cannot be read.
+ */
 static int disk_attr_is(const char *name, const char *attr, const char *want)
 {
     char path[256], text[64];
 
-    snprintf(path, sizeof(path), "/sys/block/%s/%s", name, attr);
+    snprintf(path, sizeof(path), "/sys/class/block/%s/%s", name, attr);
     return read_text(path, text, sizeof(text)) ? -1 : !strcmp(text, want);
 }
 

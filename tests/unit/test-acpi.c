@@ -50,7 +50,7 @@ static void check_tables(unsigned ncpus)
     AcpiConfig cfg = {.ncpus = ncpus, .pm1a_evt_blk = 0x600, .pm1a_cnt_blk = 0x604,
                       .sci_irq = 9, .pci_slots = 3};
     uint64_t rsdp_gpa = 0;
-    size_t used = acpi_build(buf, sizeof(buf), BASE, &cfg, &rsdp_gpa);
+    size_t used = acpi_build(buf, sizeof(buf), BASE, &cfg, &rsdp_gpa, NULL);
     g_assert_cmpuint(used, >, 0);
     g_assert_cmphex(rsdp_gpa & 15, ==, 0);
 
@@ -120,7 +120,7 @@ static void check_tables(unsigned ncpus)
     g_assert_cmpuint(ioapics, ==, 1);
 
     /* A buffer too small fails instead of overflowing. */
-    g_assert_cmpuint(acpi_build(buf, 100, BASE, &cfg, &rsdp_gpa), ==, 0);
+    g_assert_cmpuint(acpi_build(buf, 100, BASE, &cfg, &rsdp_gpa, NULL), ==, 0);
 }
 
 static void test_one_cpu(void)
@@ -131,6 +131,40 @@ static void test_one_cpu(void)
 static void test_many_cpus(void)
 {
     check_tables(64);
+}
+
+/*
+ * The links let firmware move the tables: tables built for address 0,
+ * patched as fw_cfg's loader does (each pointer plus the base, each checksum
+ * byte minus the sum of its range), equal the tables built for that base.
+ */
+static void test_links(void)
+{
+    static uint8_t at0[ACPI_TABLES_MAX], atb[ACPI_TABLES_MAX];
+    AcpiConfig cfg = {.ncpus = 4, .pm1a_evt_blk = 0x600, .pm1a_cnt_blk = 0x604, .sci_irq = 9,
+                      .pci_slots = 3};
+    const uint64_t base = 0x7ffe0000;
+    uint64_t rsdp0, rsdpb;
+    AcpiLinks links;
+    size_t used = acpi_build(at0, sizeof(at0), 0, &cfg, &rsdp0, &links);
+    g_assert_cmpuint(acpi_build(atb, sizeof(atb), base, &cfg, &rsdpb, NULL), ==, used);
+    g_assert_cmpuint(links.rsdp, ==, rsdp0);
+    g_assert_cmpuint(links.rsdp_len, ==, 36);
+    g_assert_cmpuint(links.npointers, >=, 7); /* FADT x3, XSDT x3, RSDP */
+    for (unsigned i = 0; i < links.npointers; i++) {
+        uint64_t v = 0;
+        g_assert_cmpuint(links.pointers[i].offset + links.pointers[i].size, <=, used);
+        memcpy(&v, at0 + links.pointers[i].offset, links.pointers[i].size);
+        g_assert_cmpuint(v, <, used); /* an offset into the tables */
+        v += base;
+        memcpy(at0 + links.pointers[i].offset, &v, links.pointers[i].size);
+    }
+    for (unsigned i = 0; i < links.nchecksums; i++) {
+        g_assert_cmpuint(links.checksums[i].start + links.checksums[i].length, <=, used);
+        at0[links.checksums[i].field] -= sum(at0 + links.checksums[i].start,
+                                             links.checksums[i].length);
+    }
+    g_assert_cmpmem(at0, used, atb, used);
 }
 
 /* PkgLength (ACPI 6.4 §20.2.4) counts its own bytes; check each encoding size. */
@@ -240,6 +274,7 @@ static void test_checksum(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/acpi/links", test_links);
     g_test_add_func("/acpi/checksum", test_checksum);
     g_test_add_func("/acpi/aml/pkglength", test_aml_pkglength);
     g_test_add_func("/acpi/aml/integers", test_aml_integers);

@@ -227,6 +227,23 @@ static void expect_error(const char *want, ...)
     }
 }
 
+/* No -kernel: firmware boot from the disks; -object and virtio-rng-pci. */
+static void test_firmware_rng(void)
+{
+    MachineConfig cfg;
+    CmdlineAction act;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(parse(&cfg, &act, &err, "-bios", "/b.bin", "-drive", "file=/d,if=virtio",
+                        "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device",
+                        "virtio-rng-pci,rng=rng0,id=r1", "-device", "virtio-rng-pci", NULL));
+    g_assert_no_error(err);
+    g_assert_null(cfg.kernel);
+    g_assert_cmpstr(cfg.bios, ==, "/b.bin");
+    g_assert_cmpuint(cfg.rngs->len, ==, 2);
+    g_assert_cmpstr(g_ptr_array_index(cfg.rngs, 0), ==, "r1");
+    machine_config_clear(&cfg);
+}
+
 static void test_errors(void)
 {
     expect_error("-bogus: invalid option", "-kernel", "/k", "-bogus", NULL);
@@ -255,7 +272,18 @@ static void test_errors(void)
     expect_error("-cpu qemu64", "-kernel", "/k", "-cpu", "qemu64", NULL);
     expect_error("only one serial port", "-kernel", "/k", "-serial", "stdio", "-serial", "null",
                  NULL);
-    expect_error("no -kernel given", "-m", "256", NULL);
+    expect_error("-append needs -kernel", "-append", "quiet", NULL);
+    expect_error("-initrd needs -kernel", "-initrd", "/i", NULL);
+    expect_error("object type 'memory-backend-ram' is not supported", "-object",
+                 "memory-backend-ram,id=m,size=1G", NULL);
+    expect_error("Parameter 'id' is missing", "-object", "rng-random", NULL);
+    expect_error("filename=/dev/hwrng is not supported", "-object",
+                 "rng-random,id=r,filename=/dev/hwrng", NULL);
+    expect_error("duplicate id 'r'", "-object", "rng-builtin,id=r", "-object", "rng-builtin,id=r",
+                 NULL);
+    expect_error("no -object rng-random or rng-builtin with id 'r9'", "-device",
+                 "virtio-rng-pci,rng=r9", NULL);
+    expect_error("Invalid parameter 'max-bytes'", "-device", "virtio-rng-pci,max-bytes=1", NULL);
     expect_error("if=ide is not supported", "-kernel", "/k", "-drive", "file=/a", NULL);
     expect_error("if=scsi is not supported", "-kernel", "/k", "-drive", "file=/a,if=scsi", NULL);
     expect_error("file= is required", "-kernel", "/k", "-drive", "if=virtio", NULL);
@@ -306,6 +334,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/drives", test_drives);
     g_test_add_func("/cmdline/monitors", test_monitors);
     g_test_add_func("/cmdline/nics", test_nics);
+    g_test_add_func("/cmdline/firmware-rng", test_firmware_rng);
     g_test_add_func("/cmdline/errors", test_errors);
     return g_test_run();
 }
