@@ -6,6 +6,7 @@
 #include "util/opts.h"
 #include "virtio/net.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ typedef enum {
     OPT_DRIVE,
     OPT_NETDEV,
     OPT_OBJECT,
+    OPT_BOOT,
     OPT_NIC,
     OPT_QMP,
     OPT_CHARDEV,
@@ -53,8 +55,7 @@ typedef struct {
 
 static const OptDef opt_defs[] = {
     {"m", OPT_M, true, "[size=]N[KMGT]", "guest RAM (a bare number is MiB; default 128M)"},
-    {"smp", OPT_SMP, true, "[cpus=]N[,sockets=S,cores=C,threads=T,maxcpus=M]",
-     "number of vCPUs"},
+    {"smp", OPT_SMP, true, "[cpus=]N[,sockets=S,cores=C,threads=T,maxcpus=M]", "number of vCPUs"},
     {"kernel", OPT_KERNEL, true, "FILE", "Linux kernel: bzImage or ELF vmlinux with PVH note"},
     {"initrd", OPT_INITRD, true, "FILE", "initial ramdisk"},
     {"bios", OPT_BIOS, true, "FILE",
@@ -73,6 +74,9 @@ static const OptDef opt_defs[] = {
      "isa-debug-exit[,iobase=A][,iosize=N] (a guest write of V exits with (V<<1)|1), "
      "virtio-blk-pci,drive=ID[,serial=S], virtio-net-pci,netdev=ID[,mac=MAC] or "
      "virtio-rng-pci[,rng=ID]"},
+    {"boot", OPT_BOOT, true,
+     "[order=DRIVES][,once=DRIVES][,menu=on|off][,strict=on|off][,reboot-timeout=MS]",
+     "firmware boot order (c: disk; bootindex= on -device virtio-blk-pci ranks disks)"},
     {"object", OPT_OBJECT, true, "rng-random,id=ID[,filename=/dev/urandom]|rng-builtin,id=ID",
      "a random number source for virtio-rng-pci,rng=ID"},
     {"netdev", OPT_NETDEV, true,
@@ -91,7 +95,8 @@ static const OptDef opt_defs[] = {
      "receive a saved or migrating VM instead of booting (docs/migration.md)"},
     {"daemonize", OPT_DAEMONIZE, false, NULL,
      "run in the background once set up (the parent exits when the monitors listen)"},
-    {"pidfile", OPT_PIDFILE, true, "FILE", "write qlite's process id to FILE (locked while running)"},
+    {"pidfile", OPT_PIDFILE, true, "FILE",
+     "write qlite's process id to FILE (locked while running)"},
     {"sandbox", OPT_SANDBOX, true, "on|off[,spawn=allow|deny]",
      "seccomp filters per thread (docs/security.md)"},
     {"enable-kvm", OPT_ENABLE_KVM, false, NULL, "accepted: qlite always uses KVM"},
@@ -113,8 +118,8 @@ void cmdline_print_help(void)
         if (!d->help) {
             continue;
         }
-        g_autofree char *lhs =
-            g_strdup_printf("-%s%s%s", d->name, d->has_arg ? " " : "", d->has_arg ? d->arg_name : "");
+        g_autofree char *lhs = g_strdup_printf("-%s%s%s", d->name, d->has_arg ? " " : "",
+                                               d->has_arg ? d->arg_name : "");
         printf("  %-40s %s\n", lhs, d->help);
     }
     printf("\nExit status: 0 when the guest powers off (or resets with -no-reboot), 1 on a\n"
@@ -373,8 +378,8 @@ static bool parse_nic(const char *arg, MachineConfig *cfg, CmdlineState *st, GEr
             p++;
         }
         char **slot = g_str_has_prefix(part->str, "model=") ? &model
-                      : g_str_has_prefix(part->str, "mac=")  ? &mac
-                                                             : NULL;
+                      : g_str_has_prefix(part->str, "mac=") ? &mac
+                                                            : NULL;
         if (slot) {
             g_free(*slot);
             *slot = g_strdup(strchr(part->str, '=') + 1);
@@ -411,13 +416,93 @@ static bool parse_nic(const char *arg, MachineConfig *cfg, CmdlineState *st, GEr
 }
 
 /* -device virtio-blk-pci,drive=ID: takes the if=none drive out of the pending table. */
+/* A PC's boot device letters, as QEMU checks them: floppies, disk, CD-ROM, network. */
+static bool boot_letters_ok(const char *order, GError **error)
+{
+    for (const char *p = order; *p; p++) {
+        if (!strchr("abcdn", *p)) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "Invalid boot device for PC: '%c'",
+                        *p);
+            return false;
+        }
+        if (strchr(p + 1, *p)) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "Boot device '%c' was given twice",
+                        *p);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool parse_boot(const char *arg, MachineConfig *cfg, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "order", error);
+    if (!o) {
+        return false;
+    }
+    const char *order = opts_get(o, "order");
+    const char *once = opts_get(o, "once");
+    const char *retry = opts_get(o, "reboot-timeout");
+    opts_get(o, "splash");
+    opts_get(o, "splash-time"); /* no display: no splash */
+    if (!opts_get_bool(o, "menu", cfg->boot_menu, &cfg->boot_menu, error) ||
+        !opts_get_bool(o, "strict", cfg->boot_strict, &cfg->boot_strict, error) ||
+        !opts_check_unused(o, error) || (order && !boot_letters_ok(order, error)) ||
+        (once && !boot_letters_ok(once, error))) {
+        return false;
+    }
+    if (order) {
+        g_free(cfg->boot_order);
+        cfg->boot_order = g_strdup(order);
+    }
+    if (once) {
+        g_free(cfg->boot_once);
+        cfg->boot_once = g_strdup(once);
+    }
+    if (retry) {
+        char *end;
+        errno = 0;
+        long long ms = strtoll(retry, &end, 0);
+        if (errno || *end || ms < -1 || ms > 0xffff) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "reboot timeout is invalid, it should be a value between -1 and 65535");
+            return false;
+        }
+        cfg->boot_retry_ms = ms;
+    }
+    return true;
+}
+
 static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, GHashTable *pending, GError **error)
 {
     const char *drive = opts_get(o, "drive");
     const char *serial = opts_get(o, "serial");
+    const char *bootindex = opts_get(o, "bootindex");
     opts_get(o, "id"); /* a device id names nothing yet: no hotplug, no monitor */
     if (!opts_check_unused(o, error)) {
         return false;
+    }
+    MachineBootIndex bi = {.disk = cfg->disks ? cfg->disks->len : 0};
+    if (bootindex) {
+        char *end;
+        errno = 0;
+        long v = strtol(bootindex, &end, 10);
+        if (errno || *end || v < -1 || v > INT32_MAX) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "virtio-blk-pci: bootindex=%s is not a number from -1 (none)", bootindex);
+            return false;
+        }
+        if (v == -1) {
+            bootindex = NULL; /* as QEMU: no boot index */
+        }
+        bi.index = (int32_t)v;
+        for (guint i = 0; bootindex && cfg->bootindex && i < cfg->bootindex->len; i++) {
+            if (g_array_index(cfg->bootindex, MachineBootIndex, i).index == bi.index) {
+                g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                            "virtio-blk-pci: bootindex %ld used by another device", v);
+                return false;
+            }
+        }
     }
     if (!drive) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "virtio-blk-pci: drive= is required");
@@ -438,6 +523,12 @@ static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, GHashTable *pending, G
         d->serial = g_strdup(serial);
     }
     machine_add_disk(cfg, d);
+    if (bootindex) {
+        if (!cfg->bootindex) {
+            cfg->bootindex = g_array_new(FALSE, FALSE, sizeof(MachineBootIndex));
+        }
+        g_array_append_val(cfg->bootindex, bi);
+    }
     return true;
 }
 
@@ -504,8 +595,7 @@ static bool parse_object(const char *arg, CmdlineState *st, GError **error)
     return true;
 }
 
-static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st,
-                         GError **error)
+static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st, GError **error)
 {
     g_autoptr(Opts) o = opts_parse(arg, "driver", error);
     if (!o) {
@@ -548,8 +638,7 @@ static bool parse_drive_opts(const char *arg, DriveConfig *d, const char **iface
     const char *cache = opts_get(o, "cache");
     const char *media = opts_get(o, "media");
     const char *aio = opts_get(o, "aio");
-    if (!opts_get_bool(o, "readonly", false, &d->readonly, error) ||
-        !opts_check_unused(o, error)) {
+    if (!opts_get_bool(o, "readonly", false, &d->readonly, error) || !opts_check_unused(o, error)) {
         return false;
     }
     if (!d->file || !*d->file) {
@@ -585,8 +674,8 @@ static bool parse_drive_opts(const char *arg, DriveConfig *d, const char **iface
     return true;
 }
 
-static bool parse_drive(const char *arg, MachineConfig *cfg, GHashTable *pending,
-                        unsigned *ndrives, GError **error)
+static bool parse_drive(const char *arg, MachineConfig *cfg, GHashTable *pending, unsigned *ndrives,
+                        GError **error)
 {
     DriveConfig *d = g_new0(DriveConfig, 1);
     const char *iface = NULL;
@@ -647,7 +736,6 @@ static bool parse_accel(const char *arg, GError **error)
     }
     return opts_check_unused(o, error);
 }
-
 
 static void add_monitor(MachineConfig *cfg, char *spec)
 {
@@ -744,8 +832,8 @@ static bool parse_mon(const char *arg, MachineConfig *cfg, GHashTable *chardevs,
     return true;
 }
 
-static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
-                          CmdlineState *st, GError **error)
+static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg, CmdlineState *st,
+                          GError **error)
 {
     switch (d->id) {
     case OPT_M:
@@ -800,6 +888,8 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
         return parse_device(arg, cfg, st, error);
     case OPT_OBJECT:
         return parse_object(arg, st, error);
+    case OPT_BOOT:
+        return parse_boot(arg, cfg, error);
     case OPT_NETDEV:
         return parse_netdev(arg, st, error);
     case OPT_NIC:
@@ -850,13 +940,13 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg,
     return true;
 }
 
-bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *action,
-                   GError **error)
+bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *action, GError **error)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->ram_size = CMDLINE_DEFAULT_RAM;
     cfg->ncpus = 1;
     cfg->sandbox = SANDBOX_CONFIG_DEFAULT;
+    cfg->boot_retry_ms = -1;
     *action = CMDLINE_RUN;
     g_auto(CmdlineState) st = {
         .pending_drives = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, drive_free),
@@ -878,8 +968,7 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
         const char *arg = NULL;
         if (d->has_arg) {
             if (i + 1 >= argc) {
-                g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                            "%s: requires an argument", a);
+                g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "%s: requires an argument", a);
                 return false;
             }
             arg = argv[++i];

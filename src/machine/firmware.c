@@ -211,15 +211,39 @@ static bool firmware_add_e820(FwCfg *f, GuestMem *mem, GError **error)
     return fw_cfg_add_file(f, "etc/e820", map, n * sizeof(map[0]), error);
 }
 
-/* QEMU's Open Firmware paths of virtio-blk-pci disks, one a line. */
+bool firmware_boot_cmos(const char *order, uint8_t *reg3d, uint8_t *reg38)
+{
+    uint8_t code[3] = {0};
+    for (size_t i = 0; order[i]; i++) {
+        uint8_t c = order[i] == 'a' || order[i] == 'b' ? 1
+                    : order[i] == 'c'                  ? 2
+                    : order[i] == 'd'                  ? 3
+                    : order[i] == 'n'                  ? 4
+                                                       : 0;
+        if (!c) {
+            return false;
+        }
+        if (i < 3) {
+            code[i] = c;
+        }
+    }
+    *reg3d = (uint8_t)(code[1] << 4 | code[0]);
+    *reg38 = (uint8_t)(code[2] << 4 | 1); /* no floppy: skip its boot signature check */
+    return true;
+}
+
+/* QEMU's Open Firmware paths of virtio-blk-pci disks, one a line; HALT ends a strict list. */
 static bool firmware_add_bootorder(FwCfg *f, const FirmwareConfig *cfg, GError **error)
 {
-    if (!cfg->nboot_slots) {
+    if (!cfg->nboot_slots && !cfg->boot_strict) {
         return true;
     }
     g_autoptr(GString) order = g_string_new(NULL);
     for (unsigned i = 0; i < cfg->nboot_slots; i++) {
         g_string_append_printf(order, "/pci@i0cf8/scsi@%x/disk@0,0\n", cfg->boot_slots[i]);
+    }
+    if (cfg->boot_strict) {
+        g_string_append(order, "HALT\n");
     }
     return fw_cfg_add_file(f, "bootorder", order->str, order->len + 1, error);
 }
@@ -235,7 +259,13 @@ bool firmware_setup(Firmware *fw, Kvm *kvm, GuestMem *mem, Bus *pio, const Firmw
     fw_cfg_add_i16(f, FW_CFG_NOGRAPHIC, 1); /* no display: SeaBIOS's console is COM1 */
     fw_cfg_add_i16(f, FW_CFG_NB_CPUS, (uint16_t)cfg->ncpus);
     fw_cfg_add_i16(f, FW_CFG_MAX_CPUS, (uint16_t)cfg->ncpus);
-    fw_cfg_add_i16(f, FW_CFG_BOOT_MENU, 0);
+    fw_cfg_add_i16(f, FW_CFG_BOOT_MENU, cfg->boot_menu);
+    if (cfg->boot_retry_ms >= 0) {
+        uint32_t ms = GUINT32_TO_LE((uint32_t)cfg->boot_retry_ms);
+        if (!fw_cfg_add_file(f, "etc/boot-fail-wait", &ms, sizeof(ms), error)) {
+            return false;
+        }
+    }
     /*
      * SeaBIOS keeps 64-bit BARs below 4 GiB while they fit: the ACPI tables
      * describe only the windows there.

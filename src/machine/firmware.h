@@ -26,10 +26,20 @@ typedef struct FirmwareConfig {
     const uint8_t *acpi; /* tables built for guest address 0 */
     size_t acpi_size;
     const AcpiLinks *acpi_links;
-    /* PCI slots of the disks in boot order (-boot order / bootindex), for "bootorder". */
+    /* PCI slots of the disks with a bootindex=, in its order, for "bootorder". */
     const unsigned *boot_slots;
     unsigned nboot_slots;
+    bool boot_strict;      /* boot only those */
+    bool boot_menu;        /* offer the boot menu */
+    int64_t boot_retry_ms; /* wait before retrying when nothing boots; -1: the firmware's */
 } FirmwareConfig;
+
+/*
+ * The CMOS bytes 0x3d and 0x38 through which a PC BIOS learns its boot
+ * order (QEMU's set_boot_dev): up to three drive letters, floppy signature
+ * check off. False for a letter that is not a PC's (a, b, c, d, n).
+ */
+bool firmware_boot_cmos(const char *order, uint8_t *reg3d, uint8_t *reg38);
 
 /* Reads and checks the image (a multiple of 64 KiB, at most FIRMWARE_MAX). */
 Firmware *firmware_new(const char *path, GError **error);

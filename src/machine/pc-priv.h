@@ -45,7 +45,8 @@ struct Machine {
     Bus *mmio;
     CpuSet *cpus;
 
-    Firmware *firmware; /* without -kernel */
+    Firmware *firmware;  /* without -kernel */
+    bool boot_once_done; /* -boot once= was used for the first boot */
     /* What the boot loader copies in again at every reset. */
     GMappedFile *kernel_file;
     GMappedFile *initrd_file;

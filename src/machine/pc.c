@@ -44,6 +44,11 @@ void machine_config_clear(MachineConfig *cfg)
     if (cfg->rngs) {
         g_ptr_array_unref(cfg->rngs);
     }
+    g_free(cfg->boot_order);
+    g_free(cfg->boot_once);
+    if (cfg->bootindex) {
+        g_array_unref(cfg->bootindex);
+    }
     if (cfg->monitors) {
         g_ptr_array_unref(cfg->monitors);
     }
@@ -99,6 +104,19 @@ void machine_shutdown(Machine *m, int status, bool guest, const char *reason)
 static bool machine_load_boot_images(Machine *m, GError **error)
 {
     if (m->firmware) {
+        /* -boot once= holds for the first boot, order= for every later one. */
+        const char *order = m->cfg.boot_once && !m->boot_once_done ? m->cfg.boot_once
+                            : m->cfg.boot_order                    ? m->cfg.boot_order
+                                                                   : "c";
+        m->boot_once_done = true;
+        uint8_t reg3d, reg38;
+        if (!firmware_boot_cmos(order, &reg3d, &reg38)) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "Invalid boot device for PC in '%s'", order);
+            return false;
+        }
+        rtc_set_nvram(m->rtc, 0x3d, reg3d);
+        rtc_set_nvram(m->rtc, 0x38, reg38);
         return firmware_reset(m->firmware, m->mem, error);
     }
     BootSetup setup = {
@@ -648,6 +666,12 @@ static bool machine_add_devices(Machine *m, GError **error)
     return true;
 }
 
+static int boot_index_cmp(const void *a, const void *b)
+{
+    const MachineBootIndex *x = a, *y = b;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
 /*
  * ACPI tables (and, for a direct boot, the MP table), which qlite places
  * itself for a direct boot, or hands to the firmware through fw_cfg.
@@ -667,11 +691,28 @@ static bool machine_build_tables(Machine *m, GError **error)
         return false;
     }
     if (m->firmware) {
+        /* The disks with a bootindex, by it: their slots. */
+        guint n = m->cfg.bootindex ? m->cfg.bootindex->len : 0;
+        g_autofree MachineBootIndex *order = g_new0(MachineBootIndex, n + 1);
+        g_autofree unsigned *slots = g_new0(unsigned, n + 1);
+        for (guint i = 0; i < n; i++) {
+            order[i] = g_array_index(m->cfg.bootindex, MachineBootIndex, i);
+        }
+        qsort(order, n, sizeof(*order), boot_index_cmp);
+        for (guint i = 0; i < n; i++) {
+            VirtioPci *vp = g_ptr_array_index(m->virtio, order[i].disk);
+            slots[i] = virtio_pci_device(vp)->devfn >> 3;
+        }
         FirmwareConfig fc = {.ncpus = m->cfg.ncpus,
                              .ram_size = m->cfg.ram_size,
                              .acpi = m->acpi,
                              .acpi_size = m->acpi_size,
-                             .acpi_links = &links};
+                             .acpi_links = &links,
+                             .boot_slots = slots,
+                             .nboot_slots = n,
+                             .boot_strict = m->cfg.boot_strict,
+                             .boot_menu = m->cfg.boot_menu,
+                             .boot_retry_ms = m->cfg.boot_retry_ms};
         return firmware_setup(m->firmware, m->kvm, m->mem, m->pio, &fc, error);
     }
     size_t mp_off = (m->acpi_size + 15) & ~(size_t)15;
@@ -698,6 +739,9 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     m->cfg.disks = cfg->disks ? g_ptr_array_ref(cfg->disks) : NULL;
     m->cfg.nics = cfg->nics ? g_ptr_array_ref(cfg->nics) : NULL;
     m->cfg.rngs = cfg->rngs ? g_ptr_array_ref(cfg->rngs) : NULL;
+    m->cfg.boot_order = g_strdup(cfg->boot_order);
+    m->cfg.boot_once = g_strdup(cfg->boot_once);
+    m->cfg.bootindex = cfg->bootindex ? g_array_ref(cfg->bootindex) : NULL;
     m->cfg.monitors = cfg->monitors ? g_ptr_array_ref(cfg->monitors) : NULL;
     m->cfg.incoming = g_strdup(cfg->incoming);
     m->cfg.pidfile = NULL; /* main.c's: it outlives the machine */

@@ -29,6 +29,12 @@ void nic_config_free(NicConfig *nic);
 
 #define PC_LOWMEM_LIMIT 0xc0000000ULL /* RAM below 4 GiB stops here; the rest is the PCI hole */
 
+/* -device virtio-blk-pci,bootindex=N: the disk (its index in disks) and N. */
+typedef struct MachineBootIndex {
+    guint disk;
+    int32_t index;
+} MachineBootIndex;
+
 typedef struct MachineConfig {
     uint64_t ram_size;
     unsigned ncpus;
@@ -46,6 +52,13 @@ typedef struct MachineConfig {
     GPtrArray *disks;
     /* virtio-net-pci NICs, in slot order after the disks (NicConfig *, owned). */
     GPtrArray *nics;
+    /* -boot and bootindex=, for the firmware (SeaBIOS). */
+    char *boot_order;      /* order=: drive letters (c: disk, n: network...), NULL: "c" */
+    char *boot_once;       /* once=: the order of the first boot only */
+    bool boot_menu;        /* menu=on */
+    bool boot_strict;      /* strict=on: only the devices with a bootindex */
+    int64_t boot_retry_ms; /* reboot-timeout=: -1 for the firmware's default */
+    GArray *bootindex;     /* MachineBootIndex: disks given a bootindex= */
     /* virtio-rng-pci devices after the NICs: their ids (owned strings). */
     GPtrArray *rngs;
     /* QMP monitors: "unix:PATH,server=on,wait=off", "tcp:...", or "fd:N" (owned strings). */

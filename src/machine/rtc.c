@@ -22,11 +22,11 @@ enum {
     RTC_REG_D = 0x0d,
 };
 
-#define REG_B_SET   0x80
-#define REG_B_DM    0x04 /* binary, not BCD */
-#define REG_B_24H   0x02
-#define REG_D_VRT   0x80 /* valid RAM and time */
-#define HOUR_PM     0x80
+#define REG_B_SET 0x80
+#define REG_B_DM  0x04 /* binary, not BCD */
+#define REG_B_24H 0x02
+#define REG_D_VRT 0x80 /* valid RAM and time */
+#define HOUR_PM   0x80
 
 /*
  * How far the guest's clock may be from the host's: any time a guest can
@@ -111,8 +111,8 @@ static void rtc_commit_time(Rtc *rtc)
         .tm_hour = rtc_decode_hour(r, r->cmos[RTC_HOURS]),
         .tm_mday = from_bcd(r, r->cmos[RTC_DAY_OF_MONTH]),
         .tm_mon = from_bcd(r, r->cmos[RTC_MONTH]) - 1,
-        .tm_year = from_bcd(r, r->cmos[RTC_REG_CENTURY]) * 100 + from_bcd(r, r->cmos[RTC_YEAR]) -
-                   1900,
+        .tm_year =
+            from_bcd(r, r->cmos[RTC_REG_CENTURY]) * 100 + from_bcd(r, r->cmos[RTC_YEAR]) - 1900,
     };
     time_t t = timegm(&tm);
     if (t != (time_t)-1) {
@@ -192,6 +192,14 @@ void rtc_reset(Rtc *rtc)
     rtc->r.cmos[RTC_REG_B] = REG_B_24H;
     rtc->r.cmos[RTC_REG_C] = 0;
     rtc->r.cmos[RTC_REG_D] = REG_D_VRT;
+    g_mutex_unlock(&rtc->lock);
+}
+
+void rtc_set_nvram(Rtc *rtc, uint8_t index, uint8_t value)
+{
+    g_assert(index >= RTC_NVRAM_FIRST && index < RTC_CMOS_SIZE);
+    g_mutex_lock(&rtc->lock);
+    rtc->r.cmos[index] = value;
     g_mutex_unlock(&rtc->lock);
 }
 

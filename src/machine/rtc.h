@@ -13,6 +13,7 @@
 #define RTC_BASE        0x70
 #define RTC_CMOS_SIZE   128
 #define RTC_REG_CENTURY 0x32
+#define RTC_NVRAM_FIRST 0x0e /* after the clock and status registers */
 
 typedef struct RtcRegs {
     uint8_t index;
@@ -33,6 +34,8 @@ void rtc_free(Rtc *rtc);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Rtc, rtc_free)
 /* Power-on state of the clock registers; the battery-backed NVRAM and time survive. */
 void rtc_reset(Rtc *rtc);
+/* A byte of CMOS RAM set by the platform for the firmware (the boot order). */
+void rtc_set_nvram(Rtc *rtc, uint8_t index, uint8_t value);
 
 /* Save/restore: CMOS contents, index and the guest's offset from host time. */
 void rtc_save(Rtc *rtc, GByteArray *out);

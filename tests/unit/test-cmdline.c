@@ -241,6 +241,25 @@ static void test_firmware_rng(void)
     g_assert_cmpstr(cfg.bios, ==, "/b.bin");
     g_assert_cmpuint(cfg.rngs->len, ==, 2);
     g_assert_cmpstr(g_ptr_array_index(cfg.rngs, 0), ==, "r1");
+    g_assert_null(cfg.boot_order);
+    g_assert_cmpint(cfg.boot_retry_ms, ==, -1);
+    machine_config_clear(&cfg);
+
+    g_assert_true(parse(&cfg, &act, &err, "-boot", "order=cn,once=d,menu=on,strict=on",
+                        "-boot", "reboot-timeout=1000", "-drive", "file=/a,if=none,id=a",
+                        "-drive", "file=/b,if=none,id=b", "-device",
+                        "virtio-blk-pci,drive=a,bootindex=2", "-device",
+                        "virtio-blk-pci,drive=b,bootindex=0", NULL));
+    g_assert_no_error(err);
+    g_assert_cmpstr(cfg.boot_order, ==, "cn");
+    g_assert_cmpstr(cfg.boot_once, ==, "d");
+    g_assert_true(cfg.boot_menu);
+    g_assert_true(cfg.boot_strict);
+    g_assert_cmpint(cfg.boot_retry_ms, ==, 1000);
+    g_assert_cmpuint(cfg.bootindex->len, ==, 2);
+    MachineBootIndex *bi = &g_array_index(cfg.bootindex, MachineBootIndex, 1);
+    g_assert_cmpuint(bi->disk, ==, 1);
+    g_assert_cmpint(bi->index, ==, 0);
     machine_config_clear(&cfg);
 }
 
@@ -273,6 +292,15 @@ static void test_errors(void)
     expect_error("only one serial port", "-kernel", "/k", "-serial", "stdio", "-serial", "null",
                  NULL);
     expect_error("-append needs -kernel", "-append", "quiet", NULL);
+    expect_error("Invalid boot device for PC: 'x'", "-boot", "order=cx", NULL);
+    expect_error("Boot device 'c' was given twice", "-boot", "once=cdc", NULL);
+    expect_error("reboot timeout is invalid", "-boot", "reboot-timeout=70000", NULL);
+    expect_error("Invalid parameter 'bogus'", "-boot", "bogus=1", NULL);
+    expect_error("bootindex 1 used by another device", "-drive", "file=/a,if=none,id=a",
+                 "-drive", "file=/b,if=none,id=b", "-device", "virtio-blk-pci,drive=a,bootindex=1",
+                 "-device", "virtio-blk-pci,drive=b,bootindex=1", NULL);
+    expect_error("bootindex=-2 is not a number from -1", "-drive", "file=/a,if=none,id=a",
+                 "-device", "virtio-blk-pci,drive=a,bootindex=-2", NULL);
     expect_error("-initrd needs -kernel", "-initrd", "/i", NULL);
     expect_error("object type 'memory-backend-ram' is not supported", "-object",
                  "memory-backend-ram,id=m,size=1G", NULL);
