@@ -200,11 +200,11 @@ def build_disk(path, append):
 
 def setup_firmware_raw(tmp, append):
     """A raw disk with a boot loader (no -kernel): SeaBIOS boots it, syslinux
-    loads the guest, whose agent writes the pattern over partition 2; the
-    boot partition stays as it was."""
+    loads the guest, whose agent reads /dev/hwrng (virtio-rng) and writes the
+    pattern over partition 2; the boot partition stays as it was."""
     seed = random.randint(1, 2**32 - 1)
     img = os.path.join(tmp, "boot.img")
-    build_disk(img, append + f" qlite_agent.checks=cpus,blk qlite_agent.blk_disk=vda2 "
+    build_disk(img, append + f" qlite_agent.checks=cpus,rng,blk qlite_agent.blk_disk=vda2 "
                              f"qlite_agent.blk_seed={seed}")
     with open(img, "rb") as f:
         boot_sha = hashlib.sha256(f.read(DISK_DATA_OFFSET)).hexdigest()
@@ -213,7 +213,9 @@ def setup_firmware_raw(tmp, append):
         return (check_pattern(img, seed, DISK_DATA_SIZE, DISK_DATA_OFFSET) +
                 check_unchanged(img, boot_sha, DISK_DATA_OFFSET))
 
-    return Setup(args=drive(img), post=post)
+    rng = ["-object", "rng-random,id=rng0,filename=/dev/urandom", "-device",
+           "virtio-rng-pci,rng=rng0"]
+    return Setup(args=drive(img) + rng, post=post)
 
 
 TAP_OK = r"ok \d+ - "
@@ -281,6 +283,8 @@ CASES = {
     # Firmware boot (no -kernel): SeaBIOS, the disk's boot loader, then the guest.
     "firmware-raw": case("disk", DEBUG_EXIT, setup=setup_firmware_raw, status=PASS_STATUS,
                          expect=[r"SeaBIOS \(version", r"SYSLINUX", TAP_OK + r"cpus online: 1",
+                                 TAP_OK + r"rng: the hwrng in use is virtio_rng",
+                                 TAP_OK + r"rng: 65536 bytes from /dev/hwrng",
                                  TAP_OK + r"blk vda2: read back", r"qlite-agent: PASS"],
                          reject=[r"not ok"]),
     # virtio-net: user networking (DHCP, the host's loopback, hostfwd) and a tap.

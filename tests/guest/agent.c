@@ -1752,6 +1752,7 @@ static const struct {
     {"net_rx", check_net_rx},
     {"hostile", check_hostile_disk},
     {"hostile_recover", check_hostile_disk_recover},
+    {"rng", check_rng},
 };
 
 /* Runs each check named in param.checks, in order. */

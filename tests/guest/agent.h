@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* What agent.c shares with the checks kept in files of their own (hostile.c). */
+/* What agent.c shares with the checks kept in files of their own (hostile.c, rng.c). */
 #ifndef QLITE_AGENT_H
 #define QLITE_AGENT_H
 
@@ -22,5 +22,8 @@ uint8_t port_read(unsigned short port);
 void check_hostile(const char *disk);
 /* hostile.c: resets that disk's device, gives it back to its driver, reads it. */
 void check_hostile_recover(const char *disk);
+
+/* rng.c: virtio-rng serves /dev/hwrng. */
+void check_rng(void);
 
 #endif

@@ -29,7 +29,8 @@ if [ "$mode" = path ]; then
 else
     kdir=$("$scripts/debian-kernel.sh")
 fi
-inputs=("$here/build-guest.sh" "$here/agent.c" "$here/agent.h" "$here/hostile.c" "$here/init"
+inputs=("$here/build-guest.sh" "$here/agent.c" "$here/agent.h" "$here/hostile.c" "$here/rng.c"
+        "$here/init"
         "$here/udhcpc.script"
         "$scripts/initramfs.sh")
 hash=$( { sha256sum "${inputs[@]}" | sed "s|$here/||; s|$scripts/||"
@@ -49,11 +50,11 @@ work=$(mktemp -d "$cache/guest/.build-XXXXXX")
 chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
 gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o "$work/agent" "$here/agent.c" \
-    "$here/hostile.c" ||
+    "$here/hostile.c" "$here/rng.c" ||
     die "the guest agent does not build"
 "$scripts/initramfs.sh" "$work/initrd.gz" "$kdir" "$here/init" \
     --module virtio_pci --module virtio_mmio --module virtio_blk --module virtio_net --module crc32c_generic --module ext4 \
-    --module button --module evdev \
+    --module button --module evdev --module virtio_rng \
     --file "$work/agent:/agent" --file "$here/udhcpc.script:/etc/udhcpc.script"
 ln -s "$kdir/vmlinuz" "$work/vmlinuz"
 rm -rf "$out"
