@@ -8,7 +8,8 @@ source is saved with `migrate` to a file (file: and exec:), ends in
 postmigrate and quits; a new qlite started with `-incoming` carries on:
 the rounds continue after the last one printed before the save, the memory
 check and the clock hold, the disk works, the agent passes (exit 33).
-Then the refusals: a truncated stream, a corrupted byte, a VM with other
+The same for a VM booted by its firmware from a disk. Then the refusals: a
+truncated stream, a corrupted byte, a VM with other
 RAM, a section this VM does not have and a section larger than a VM's state
 can be are refused with their reason and exit status 1, and the guest never
 runs.
@@ -37,21 +38,29 @@ SAVE_AT = 5
 PASS_STATUS = 33
 
 
-def vmm_args(a, tmp, name, disk, seed, extra):
-    console = os.path.join(tmp, name + ".console")
-    append = guest.append(
+def agent_append(seed, dev):
+    """The guest's command line: the workload and the disk check on dev."""
+    return guest.append(
         "qlite_agent.checks=mig_workload,blk", f"qlite_agent.mig_rounds={ROUNDS}",
-        "qlite_agent.mig_disk=vda", f"qlite_agent.blk_seed={seed}")
-    return [a.vmm] + guest.boot_args(a.gdir) + ["-m", "256", "-nodefaults",
+        f"qlite_agent.mig_disk={dev}", f"qlite_agent.blk_disk={dev}",
+        f"qlite_agent.blk_seed={seed}")
+
+
+def vmm_args(a, tmp, name, disk, seed, extra, firmware=False):
+    """qlite booting the guest directly with a data disk, or (firmware) from
+    that disk, whose boot loader has the command line (build_disk)."""
+    console = os.path.join(tmp, name + ".console")
+    boot = [] if firmware else guest.boot_args(a.gdir) + ["-append", agent_append(seed, "vda")]
+    return [a.vmm] + boot + ["-m", "256", "-nodefaults",
             "-display", "none", "-serial", f"file:{console}",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            "-drive", f"file={disk},format=raw,if=virtio", "-append", append] + extra, console
+            "-drive", f"file={disk},format=raw,if=virtio"] + extra, console
 
 
-def save(a, tmp, disk, seed, uri, tag):
+def save(a, tmp, disk, seed, uri, tag, firmware=False):
     sock = os.path.join(tmp, "src.sock")
     args, console = vmm_args(a, tmp, "source-" + tag, disk, seed,
-                             ["-qmp", f"unix:{sock},server=on,wait=off"])
+                             ["-qmp", f"unix:{sock},server=on,wait=off"], firmware)
     errlog = os.path.join(tmp, f"source-{tag}.stderr")
     with open(errlog, "wb") as err:  # a file, never a pipe nobody reads
         p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=err)
@@ -90,8 +99,9 @@ def save(a, tmp, disk, seed, uri, tag):
     return last
 
 
-def restore(a, tmp, disk, seed, uri, last, tag):
-    args, console = vmm_args(a, tmp, "dest-" + tag, disk, seed, ["-incoming", uri])
+def restore(a, tmp, disk, seed, uri, last, tag, firmware=False):
+    args, console = vmm_args(a, tmp, "dest-" + tag, disk, seed, ["-incoming", uri], firmware)
+    dev = "vda2" if firmware else "vda"
     try:
         r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=RESTORE_TIMEOUT)
@@ -119,7 +129,7 @@ def restore(a, tmp, disk, seed, uri, last, tag):
     lc.check("Linux version" not in con, "the destination did not boot the kernel again")
     lc.check(re.search(r"ok \d+ - mig_workload", con) is not None,
              "memory intact and the clock monotonic across the save")
-    lc.check(re.search(r"ok \d+ - blk vda: read back", con) is not None,
+    lc.check(re.search(rf"ok \d+ - blk {dev}: read back", con) is not None,
              "the disk works after the restore")
 
 
@@ -176,6 +186,15 @@ def main():
             boot_test.write_file(cut, data[:at] + record + data[at:])
             refused(a, tmp, disk, seed, cut, f"a stream with section {sid.decode()} of "
                     f"{size} bytes", want)
+        # A VM booted by its firmware (SeaBIOS, a boot loader on the disk):
+        # saved and restored the same way; a VM booted without it refuses
+        # its state.
+        boot = os.path.join(tmp, "boot.img")
+        boot_test.build_disk(boot, agent_append(seed, "vda2"))
+        last = save(a, tmp, boot, seed, f"file:{state}", "firmware", firmware=True)
+        restore(a, tmp, boot, seed, f"file:{state}", last, "firmware", firmware=True)
+        refused(a, tmp, boot, seed, state, "a firmware VM's state in a VM without firmware",
+                "does not match")
         lc.keep_consoles(tmp, a.log_dir)
     return 1 if lc.failures else 0
 
