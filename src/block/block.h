@@ -2,12 +2,13 @@
 #pragma once
 
 /*
- * Raw image backend with Linux native AIO (libaio). An image is opened with an
- * OFD lock so two VMs never write one image, read and written with
- * preadv/pwritev iocbs whose completions signal an eventfd; that eventfd is a
- * source on the device's IoThread (block_attach), and every completion
- * callback runs there. Discard and write-zeroes are fallocate calls made
- * synchronously on the calling thread.
+ * Disk images for the devices: raw or qcow2 (with backing files), read and
+ * written with Linux native AIO (libaio). An image is opened with an OFD lock
+ * so two VMs never write one image; data moves as preadv/pwritev iocbs whose
+ * completions signal an eventfd, a source on the device's IoThread
+ * (block_attach), and every completion callback runs there. Metadata (qcow2's
+ * tables) is read and written synchronously on that thread, as are raw
+ * discard and write-zeroes (fallocate). docs/block.md has the design.
  *
  * A BlockBackend is used from one thread at a time: the IoThread it is
  * attached to, or the caller when it is not attached.
@@ -33,7 +34,7 @@ typedef enum {
 typedef struct DriveConfig {
     char *id;
     char *file;
-    char *format; /* "raw" or NULL */
+    char *format; /* "raw", "qcow2", or NULL: probed as QEMU does */
     bool readonly;
     BlockCacheMode cache;
     char *serial; /* virtio-blk GET_ID, up to 20 bytes used */
@@ -64,22 +65,29 @@ typedef struct BlockBackend BlockBackend;
 typedef void BlockCompletionFunc(void *opaque, int ret);
 
 /*
- * Opens cfg->file: format raw only, size a multiple of 512 bytes, locked
- * (write lock read-write, read lock read-only) against other openers.
+ * Opens cfg->file as cfg->format (probed when NULL: qcow2's magic, else raw
+ * with QEMU's warning on stderr), its guest size a multiple of 512 bytes,
+ * locked (write lock read-write, read lock read-only) against other openers;
+ * a qcow2 image's backing files are opened read-only with a read lock.
  */
 BlockBackend *block_open(const DriveConfig *cfg, GError **error);
 /*
  * Migration hands an image over between two processes: owned = false
- * writes what the host caches to the image (fdatasync) and releases the
- * lock; owned = true takes it (back), failing when another process has it.
- * No request may be in flight.
+ * writes what qlite and the host cache to the image (metadata, fdatasync)
+ * and releases the lock; owned = true takes it (back), failing when another
+ * process has it, and reads the image's metadata again (the other side wrote
+ * it meanwhile). No request may be in flight.
  */
 bool block_set_owned(BlockBackend *bb, bool owned, GError **error);
 /* Drains in-flight requests, releases the lock, closes the image. */
 void block_close(BlockBackend *bb);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BlockBackend, block_close)
 
-uint64_t block_length(BlockBackend *bb); /* bytes */
+uint64_t block_length(BlockBackend *bb); /* guest-visible bytes */
+/* "raw" or "qcow2": what was opened (query-block's format). */
+const char *block_format(BlockBackend *bb);
+/* How many backing files lie below the image (query-block's backing_file_depth). */
+unsigned block_backing_depth(BlockBackend *bb);
 bool block_is_readonly(BlockBackend *bb);
 /* True when completed writes may sit in a volatile cache until a flush. */
 bool block_has_write_cache(BlockBackend *bb);
