@@ -592,8 +592,8 @@ static void test_open_errors(void)
 
     DriveConfig cfg = {.file = missing};
     expect_open_error(&cfg, missing, "No such file");
-    cfg = (DriveConfig){.file = good, .format = "qcow2"};
-    expect_open_error(&cfg, "Unsupported image format 'qcow2'", "raw");
+    cfg = (DriveConfig){.file = good, .format = "vmdk"};
+    expect_open_error(&cfg, "Unsupported image format 'vmdk'", "raw");
     cfg = (DriveConfig){.file = odd};
     expect_open_error(&cfg, odd, "multiple of 512");
     BlockCacheMode mode;
