@@ -65,6 +65,22 @@ struct BlockFile {
     void *zero_buf;
 };
 
+static unsigned crash_countdown;
+static int crash_status;
+
+void block_file_set_crash_point(unsigned n, int status)
+{
+    crash_countdown = n;
+    crash_status = status;
+}
+
+static void crash_point(void)
+{
+    if (crash_countdown && --crash_countdown == 0) {
+        _exit(crash_status);
+    }
+}
+
 /* ---- AIO context ---- */
 
 BlockAio *block_aio_new(GError **error)
@@ -176,6 +192,9 @@ static void block_enqueue(BlockRequest *r)
 static void block_complete_io(BlockAio *aio, BlockRequest *r, long res)
 {
     aio->in_flight--;
+    if (r->op == BLOCK_OP_WRITE) {
+        crash_point();
+    }
     if (res < 0) {
         block_finish(r, (int)res);
         return;
@@ -551,7 +570,9 @@ static int pwrite_full(int fd, const uint8_t *buf, size_t len, uint64_t offset)
 int block_file_pwrite(BlockFile *f, const void *buf, size_t len, uint64_t offset)
 {
     if (!sync_needs_bounce(f, buf, len, offset)) {
-        return pwrite_full(f->fd, buf, len, offset);
+        int ret = pwrite_full(f->fd, buf, len, offset);
+        crash_point();
+        return ret;
     }
     /* Read-modify-write of the aligned sectors around the range. */
     uint64_t start = offset & ~(uint64_t)(BLOCK_DIRECT_ALIGN - 1);
@@ -566,6 +587,7 @@ int block_file_pwrite(BlockFile *f, const void *buf, size_t len, uint64_t offset
         memset((uint8_t *)bounce + n, 0, blen - (size_t)n);
         memcpy((uint8_t *)bounce + (offset - start), buf, len);
         ret = pwrite_full(f->fd, bounce, blen, start);
+        crash_point();
     }
     free(bounce);
     return ret;
@@ -580,6 +602,7 @@ int block_file_discard(BlockFile *f, uint64_t offset, uint64_t len)
 {
     if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) ==
         0) {
+        crash_point();
         return 0;
     }
     /* A discard is a hint (virtio 1.2 §5.2.6.2): a filesystem that cannot punch holes is fine. */

@@ -90,3 +90,10 @@ int block_file_datasync(BlockFile *f);
 int block_file_discard(BlockFile *f, uint64_t offset, uint64_t len);
 /* The range reads back as zeroes: fallocate, or written zeroes where it cannot. */
 int block_file_write_zeroes(BlockFile *f, uint64_t offset, uint64_t len, bool may_unmap);
+
+/*
+ * For crash-consistency tests: the process exits (_exit(status)) right after
+ * the n-th write (synchronous, or AIO completion) to any file, as if killed
+ * between two writes. 0 turns it off (the default).
+ */
+void block_file_set_crash_point(unsigned n, int status);

@@ -358,11 +358,12 @@ static bool qcow2_load(Qcow2 *s, bool first, GError **error)
         l1[i] = GUINT64_FROM_BE(l1[i]);
         uint64_t off = l1[i] & QCOW2_OFFSET_MASK;
         if (i < l1_size && ((l1[i] & QCOW2_L1E_RESERVED) || off % cs)) {
+            uint64_t e = l1[i];
             free(l1);
             return bad(error, path,
                        "L1 entry %zu (0x%" G_GINT64_MODIFIER "x): L2 table offset not "
                        "cluster-aligned or reserved bits set",
-                       i, l1[i]);
+                       i, e);
         }
         if (i < l1_size && off && off < cs) {
             free(l1);
@@ -398,11 +399,12 @@ static bool qcow2_load(Qcow2 *s, bool first, GError **error)
             why = "overlaps the L1 table";
         }
         if (why) {
+            uint64_t e = rt[i];
             free(l1);
             g_free(rt);
             return bad(error, path,
-                       "refcount block %" G_GUINT64_FORMAT " at 0x%" G_GINT64_MODIFIER "x %s", i,
-                       rt[i], why);
+                       "refcount block %" G_GUINT64_FORMAT " at 0x%" G_GINT64_MODIFIER "x %s", i, e,
+                       why);
         }
     }
 

@@ -6,11 +6,13 @@
  * image that got the same writes).
  */
 #include "block/block.h"
+#include "block/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -708,6 +710,7 @@ static void test_probe(void)
     g_assert_no_error(err);
     g_autoptr(BlockBackend) r2 = open_image(img, "qcow2", true, &err);
     g_assert_no_error(err);
+    g_assert_nonnull(r2);
     expect_open_error(img, "qcow2", false, "lock");
     uint8_t buf[512] = {0};
     g_assert_cmpint(bb_write(r1, 0, buf, sizeof(buf)), <, 0);
@@ -868,10 +871,11 @@ static void test_malformed(void)
 
 /* ---- crash consistency ---- */
 
-static void crash_load(const char *img, unsigned seed)
+static void crash_load(const char *img, unsigned seed, BlockCacheMode cache)
 {
     g_autoptr(GError) err = NULL;
-    DriveConfig cfg = {.id = (char *)"crash", .file = (char *)img, .format = (char *)"qcow2"};
+    DriveConfig cfg = {
+        .id = (char *)"crash", .file = (char *)img, .format = (char *)"qcow2", .cache = cache};
     BlockBackend *bb = block_open(&cfg, &err);
     if (!bb) {
         _exit(2);
@@ -904,32 +908,74 @@ static void crash_load(const char *img, unsigned seed)
     }
 }
 
-static void test_crash(void)
+/* After a child's death: qemu-img check may find leaks (repaired here), never corruption. */
+static bool crash_check(const char *img, const char *what, unsigned round)
+{
+    g_autofree char *out = NULL;
+    int rc = check_image(img, &out);
+    if (rc == 3) {
+        run_ok("qemu-img check -r leaks -f qcow2 %s", img);
+    } else if (rc != 0) {
+        g_test_message("%s %u: qemu-img check exited %d:\n%s", what, round, rc, out);
+        /* Start the next round from a sound image. */
+        run_ok("qemu-img create -f qcow2 -o cluster_size=4k %s 64M", img);
+        return false;
+    }
+    return true;
+}
+
+/* SIGKILL at random moments. */
+static void test_crash_kill(void)
 {
     g_autofree char *img = path_of("crash.qcow2");
     run_ok("qemu-img create -f qcow2 -o cluster_size=4k %s 64M", img);
     unsigned corrupt = 0;
-    for (unsigned round = 0; round < 20; round++) {
+    const char *env = g_getenv("QLITE_QCOW2_CRASH_ROUNDS"); /* more, by hand */
+    unsigned rounds = env ? (unsigned)atoi(env) : 20;
+    for (unsigned round = 0; round < rounds; round++) {
         pid_t pid = fork();
         g_assert_cmpint(pid, >=, 0);
         if (pid == 0) {
-            crash_load(img, round);
+            /*
+             * Every other round without a write cache: each metadata write is then synchronous
+             * (O_DSYNC) and slow, so a kill often lands between two of them.
+             */
+            crash_load(img, round, round % 2 ? BLOCK_CACHE_WRITETHROUGH : BLOCK_CACHE_WRITEBACK);
         }
         g_usleep((gulong)g_test_rand_int_range(20, 400) * 1000);
         kill(pid, SIGKILL);
         int status;
         g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
         g_assert_true(WIFSIGNALED(status));
-        g_autofree char *out = NULL;
-        int rc = check_image(img, &out);
-        if (rc != 0 && rc != 3) {
-            g_test_message("round %u: qemu-img check exited %d:\n%s", round, rc, out);
-            corrupt++;
+        corrupt += !crash_check(img, "kill round", round);
+    }
+    g_assert_cmpuint(corrupt, ==, 0);
+}
+
+/*
+ * Death right after each of the first writes, one round per write: every
+ * boundary between two writes of the load (data and metadata) is a place
+ * where the image must be consistent.
+ */
+static void test_crash_points(void)
+{
+    g_autofree char *img = path_of("points.qcow2");
+    run_ok("qemu-img create -f qcow2 -o cluster_size=4k %s 64M", img);
+    unsigned corrupt = 0;
+    /* Every one of the first 50 writes, then every 10th up to the 400th (more, by hand). */
+    const char *env = g_getenv("QLITE_QCOW2_CRASH_POINTS");
+    unsigned points = env ? (unsigned)atoi(env) : 400;
+    for (unsigned n = 1; n <= points; n += n < 50 || env ? 1 : 10) {
+        pid_t pid = fork();
+        g_assert_cmpint(pid, >=, 0);
+        if (pid == 0) {
+            block_file_set_crash_point(n, 42);
+            crash_load(img, n, n % 3 ? BLOCK_CACHE_WRITEBACK : BLOCK_CACHE_UNSAFE);
         }
-        if (rc == 3) {
-            /* Leaks are allowed; repair them so the next round starts from a clean image. */
-            run_ok("qemu-img check -r leaks -f qcow2 %s", img);
-        }
+        int status;
+        g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+        g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 42);
+        corrupt += !crash_check(img, "crash point", n);
     }
     g_assert_cmpuint(corrupt, ==, 0);
 }
@@ -999,7 +1045,8 @@ int main(int argc, char **argv)
         g_test_add_func("/qcow2/snapshot-cow", test_snapshot_cow);
         g_test_add_func("/qcow2/probe", test_probe);
         g_test_add_func("/qcow2/malformed", test_malformed);
-        g_test_add_func("/qcow2/crash", test_crash);
+        g_test_add_func("/qcow2/crash/kill", test_crash_kill);
+        g_test_add_func("/qcow2/crash/points", test_crash_points);
         g_test_add_func("/qcow2/handover", test_handover);
     }
     int rc = g_test_run();
