@@ -480,7 +480,8 @@ static JsonNode *cmd_query_block(QmpServer *s, JsonObject *args)
         JsonObject *image = json_object_new();
         json_object_set_int_member(image, "virtual-size", (gint64)blk[i].size);
         json_object_set_string_member(image, "filename", blk[i].file);
-        json_object_set_string_member(image, "format", "raw");
+        const char *format = blk[i].format ? blk[i].format : "raw";
+        json_object_set_string_member(image, "format", format);
         JsonObject *cache = json_object_new();
         json_object_set_boolean_member(cache, "no-flush", blk[i].cache.no_flush);
         json_object_set_boolean_member(cache, "direct", blk[i].cache.direct);
@@ -489,8 +490,8 @@ static JsonNode *cmd_query_block(QmpServer *s, JsonObject *args)
         json_object_set_string_member(ins, "detect_zeroes", "off");
         json_object_set_object_member(ins, "image", image);
         json_object_set_boolean_member(ins, "ro", blk[i].readonly);
-        json_object_set_int_member(ins, "backing_file_depth", 0);
-        json_object_set_string_member(ins, "drv", "raw");
+        json_object_set_int_member(ins, "backing_file_depth", blk[i].backing_depth);
+        json_object_set_string_member(ins, "drv", format);
         json_object_set_boolean_member(ins, "encrypted", FALSE);
         static const char *const limits[] = {"iops_rd", "iops_wr", "iops",           "bps_wr",
                                              "bps",     "bps_rd",  "write_threshold"};

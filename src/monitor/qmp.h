@@ -29,7 +29,9 @@ typedef struct QmpBlockInfo {
     const char *file;
     bool readonly;
     BlockCacheFlags cache;
-    uint64_t size;
+    uint64_t size;          /* guest-visible bytes (block_length) */
+    const char *format;     /* block_format: "raw", "qcow2"; NULL reads as "raw" */
+    unsigned backing_depth; /* block_backing_depth */
 } QmpBlockInfo;
 
 /* query-migrate; status NULL when no migration ever started. */

@@ -361,6 +361,11 @@ static bool blk_handover(VirtioDevice *vdev, bool own, GError **error)
     return block_set_owned(blk->backend, own, error);
 }
 
+BlockBackend *virtio_blk_backend(VirtioDevice *vdev)
+{
+    return ((VirtioBlk *)vdev)->backend;
+}
+
 static const VirtioDeviceOps blk_ops = {
     .reset = blk_reset,
     .handover = blk_handover,
