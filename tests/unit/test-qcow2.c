@@ -22,6 +22,7 @@
 #define MiB (1024ULL * KiB)
 
 static char *tmpdir;
+static BlockCacheMode test_cache = BLOCK_CACHE_WRITEBACK; /* of the images the tests open */
 static unsigned warnings; /* the block layer's, about malformed images */
 
 static void count_warning(const gchar *domain, GLogLevelFlags level, const gchar *msg,
@@ -106,7 +107,7 @@ static BlockBackend *open_image(const char *path, const char *format, bool reado
         .file = (char *)path,
         .format = (char *)format,
         .readonly = readonly,
-        .cache = BLOCK_CACHE_WRITEBACK,
+        .cache = test_cache,
     };
     return block_open(&cfg, error);
 }
@@ -244,6 +245,7 @@ typedef struct {
     const char *name;
     const char *opts; /* qemu-img create -o */
     uint64_t size;
+    BlockCacheMode cache;
 } Variant;
 
 static const Variant variants[] = {
@@ -253,11 +255,17 @@ static const Variant variants[] = {
     {"refcount64", "refcount_bits=64", 1024 * MiB},
     {"cluster512", "cluster_size=512", 64 * MiB},
     {"cluster2M", "cluster_size=2M", 1024 * MiB},
+    /* O_DIRECT: aligned metadata buffers, bounced guest buffers. */
+    {"cache-none", "cluster_size=4k", 1024 * MiB, BLOCK_CACHE_NONE},
+    /* No write cache: metadata written back after every allocating write. */
+    {"writethrough", "compat=1.1", 1024 * MiB, BLOCK_CACHE_WRITETHROUGH},
+    {"unsafe", "compat=1.1", 1024 * MiB, BLOCK_CACHE_UNSAFE},
 };
 
 static void test_alloc(gconstpointer data)
 {
     const Variant *v = data;
+    test_cache = v->cache;
     g_autofree char *img = path_of("alloc.qcow2");
     g_autofree char *raw = path_of("alloc.raw");
     run_ok("qemu-img create -f qcow2 -o %s %s %" G_GUINT64_FORMAT, v->opts, img, v->size);
@@ -303,6 +311,7 @@ static void test_alloc(gconstpointer data)
             expect_bytes(bb, w[i].off, want, w[i].len);
         }
     }
+    test_cache = BLOCK_CACHE_WRITEBACK;
     assert_clean(img);
     assert_same(img, raw);
     g_unlink(img);
