@@ -381,6 +381,7 @@ static bool qcow2_load(Qcow2 *s, bool first, GError **error)
         qlite_error_errno(error, (int)-n, "cannot read the refcount table of '%s'", path);
         return false;
     }
+    g_autoptr(GHashTable) blocks = g_hash_table_new(g_direct_hash, g_direct_equal);
     for (uint64_t i = 0; i < rt_size; i++) {
         rt[i] = GUINT64_FROM_BE(rt[i]);
         uint64_t off = rt[i] & QCOW2_REFT_OFFSET_MASK;
@@ -397,6 +398,8 @@ static bool qcow2_load(Qcow2 *s, bool first, GError **error)
             why = "overlaps the refcount table";
         } else if (l1_size && overlaps(off, cs, l1_offset, l1_bytes)) {
             why = "overlaps the L1 table";
+        } else if (!g_hash_table_add(blocks, GSIZE_TO_POINTER(off))) {
+            why = "is also another refcount block";
         }
         if (why) {
             uint64_t e = rt[i];

@@ -814,6 +814,12 @@ static void test_malformed(void)
         expect_open_error(img, "qcow2", false, "overlaps the refcount table");
     }
     {
+        /* Two entries, one block: its refcounts would count two ranges of clusters. */
+        g_autofree char *img = fresh("rt-twice.qcow2");
+        patch_be64(img, rt + 8, read_be64(img, rt));
+        expect_open_error(img, "qcow2", false, "also another refcount block");
+    }
+    {
         g_autofree char *img = fresh("rt-unaligned.qcow2");
         patch_be64(img, rt, 0x10200);
         expect_open_error(img, "qcow2", false, "not cluster-aligned");
