@@ -25,6 +25,7 @@ struct Qcow2Cache {
     Qcow2CacheEntry *entries;
     GHashTable *index; /* offset -> entry index + 1 */
     uint64_t tick;
+    Qcow2CacheEntry *last; /* the last one returned: what mark_dirty is nearly always about */
 };
 
 Qcow2Cache *qcow2_cache_new(Qcow2 *s, unsigned entries, Qcow2CacheWriteback *writeback)
@@ -114,6 +115,7 @@ int qcow2_cache_get(Qcow2Cache *c, uint64_t offset, void **table)
     Qcow2CacheEntry *e = cache_lookup(c, offset);
     if (e) {
         e->used = ++c->tick;
+        c->last = e;
         *table = e->table;
         return 0;
     }
@@ -131,6 +133,7 @@ int qcow2_cache_get(Qcow2Cache *c, uint64_t offset, void **table)
         return -EIO;
     }
     cache_insert(c, e, offset);
+    c->last = e;
     *table = e->table;
     return 0;
 }
@@ -146,6 +149,7 @@ int qcow2_cache_get_empty(Qcow2Cache *c, uint64_t offset, void **table)
         cache_insert(c, e, offset);
     }
     e->used = ++c->tick;
+    c->last = e;
     memset(e->table, 0, c->s->cluster_size);
     *table = e->table;
     return 0;
@@ -153,6 +157,10 @@ int qcow2_cache_get_empty(Qcow2Cache *c, uint64_t offset, void **table)
 
 void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table)
 {
+    if (c->last && c->last->table == table && c->last->offset) {
+        c->last->dirty = true;
+        return;
+    }
     for (unsigned i = 0; i < c->n; i++) {
         if (c->entries[i].table == table && c->entries[i].offset) {
             c->entries[i].dirty = true;
@@ -201,4 +209,5 @@ void qcow2_cache_drop(Qcow2Cache *c)
         c->entries[i].dirty = false;
     }
     g_hash_table_remove_all(c->index);
+    c->last = NULL;
 }

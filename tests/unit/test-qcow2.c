@@ -455,6 +455,41 @@ static void test_backing(void)
     assert_same(top, mirror);
 }
 
+/* v2 has no zero flag: over a backing file, write-zeroes writes zeroes (copy on write around). */
+static void test_backing_v2_zeroes(void)
+{
+    g_autofree char *base = path_of("base2.raw");
+    g_autofree char *img = path_of("over2.qcow2");
+    g_autofree char *mirror = path_of("mirror2.raw");
+    run_ok("qemu-img create -f raw %s 4M", base);
+    g_autofree uint8_t *b = g_malloc(4 * MiB);
+    fill(b, 4 * MiB, 2);
+    raw_write(base, 0, b, 4 * MiB);
+    run_ok("qemu-img create -f qcow2 -o compat=0.10 -b base2.raw -F raw %s 4M", img);
+    run_ok("cp %s %s", base, mirror);
+    {
+        g_autoptr(BlockBackend) bb = open_ok(img, "qcow2");
+        int ret = 1;
+        block_write_zeroes(bb, 64 * KiB + 512, 3 * MiB, true, done_cb, &ret);
+        block_drain(bb);
+        g_assert_cmpint(ret, ==, 0);
+        expect_bytes(bb, 0, b, 64 * KiB + 512);
+        expect_fill(bb, 64 * KiB + 512, 3 * MiB, 0);
+        expect_bytes(bb, 3 * MiB + 64 * KiB + 512, b + 3 * MiB + 64 * KiB + 512,
+                     1 * MiB - 64 * KiB - 512);
+        /* Discard lets the backing file show again: a hint, as in QEMU. */
+        block_discard(bb, 1 * MiB, 1 * MiB, done_cb, &ret);
+        block_drain(bb);
+        g_assert_cmpint(ret, ==, 0);
+        expect_bytes(bb, 1 * MiB, b + 1 * MiB, 1 * MiB);
+    }
+    g_autofree uint8_t *z = g_malloc0(3 * MiB);
+    raw_write(mirror, 64 * KiB + 512, z, 3 * MiB);
+    raw_write(mirror, 1 * MiB, b + 1 * MiB, 1 * MiB);
+    assert_clean(img);
+    assert_same(img, mirror);
+}
+
 static void test_backing_errors(void)
 {
     g_autofree char *a = path_of("loop-a.qcow2");
@@ -1052,6 +1087,7 @@ int main(int argc, char **argv)
         g_test_add_data_func("/qcow2/qemu-written/v2", "0.10", test_qemu_written);
         g_test_add_func("/qcow2/convert-compressed", test_convert_compressed);
         g_test_add_func("/qcow2/backing", test_backing);
+        g_test_add_func("/qcow2/backing-v2-zeroes", test_backing_v2_zeroes);
         g_test_add_func("/qcow2/backing-errors", test_backing_errors);
         g_test_add_func("/qcow2/full", test_full);
         g_test_add_data_func("/qcow2/discard/v3", "1.1", test_discard);
