@@ -31,27 +31,42 @@ static uint32_t rng_fill(VirtioDevice *vdev, VirtQueueElement *elem)
     return done;
 }
 
-static void rng_queue_notify(VirtioDevice *vdev, VirtQueue *vq)
+/* Serves every available request; false when the device stopped on a malformed ring. */
+static bool rng_process_ring(VirtioDevice *vdev, VirtQueue *vq, bool *pushed)
 {
-    bool pushed = false;
     for (;;) {
         if (!vdev->active) {
-            break;
+            return false;
         }
         g_autoptr(GError) err = NULL;
         VirtQueueElement *elem;
         int rc = virtqueue_pop(vq, &elem, &err);
         if (rc < 0) {
             virtio_error(vdev, "%s", err->message);
-            break;
+            return false;
         }
         if (rc == 0) {
-            break;
+            return true;
         }
         /* §5.4.6.1: a request is device-writable buffers; readable ones are ignored. */
         virtqueue_push(vq, elem, rng_fill(vdev, elem));
-        pushed = true;
+        *pushed = true;
     }
+}
+
+static void rng_queue_notify(VirtioDevice *vdev, VirtQueue *vq)
+{
+    bool pushed = false, ok;
+    /*
+     * Kicks off while serving, on again after (with EVENT_IDX that moves
+     * avail_event, without which the driver would never kick again), and a
+     * last look for a request that came in between.
+     */
+    do {
+        virtqueue_set_notification(vq, false);
+        ok = rng_process_ring(vdev, vq, &pushed);
+        virtqueue_set_notification(vq, true);
+    } while (ok && !virtqueue_empty(vq));
     if (pushed) {
         virtio_notify(vdev, vq);
     }
