@@ -68,8 +68,9 @@ static const OptDef opt_defs[] = {
     {"no-reboot", OPT_NO_REBOOT, false, NULL, "exit instead of rebooting"},
     {"name", OPT_NAME, true, "[guest=]NAME", "name of the guest"},
     {"drive", OPT_DRIVE, true,
-     "file=PATH[,format=raw][,if=virtio|none][,id=ID][,readonly=on][,cache=MODE]",
-     "a raw disk image; if=virtio plugs it as virtio-blk-pci, if=none waits for -device"},
+     "file=PATH[,format=raw|qcow2][,if=virtio|none][,id=ID][,readonly=on][,cache=MODE]",
+     "a disk image (raw, or qcow2; probed when format= is not given); if=virtio plugs it as "
+     "virtio-blk-pci, if=none waits for -device"},
     {"device", OPT_DEVICE, true, "DRIVER[,...]",
      "isa-debug-exit[,iobase=A][,iosize=N] (a guest write of V exits with (V<<1)|1), "
      "virtio-blk-pci,drive=ID[,serial=S], virtio-net-pci,netdev=ID[,mac=MAC] or "

@@ -544,13 +544,16 @@ static unsigned qmp_blocks(void *opaque, QmpBlockInfo *out, unsigned max)
     unsigned n = m->cfg.disks ? m->cfg.disks->len : 0;
     for (unsigned i = 0; i < n && i < max; i++) {
         const DriveConfig *d = g_ptr_array_index(m->cfg.disks, i);
-        GStatBuf st;
+        /* The disks are the first devices, in order. */
+        BlockBackend *bb = virtio_blk_backend(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));
         out[i] = (QmpBlockInfo){
             .device = d->id,
             .file = d->file,
             .readonly = d->readonly,
             .cache = block_cache_flags(d->cache),
-            .size = g_stat(d->file, &st) == 0 ? (uint64_t)st.st_size : 0,
+            .size = block_length(bb),
+            .format = block_format(bb),
+            .backing_depth = block_backing_depth(bb),
         };
     }
     return n;
