@@ -218,6 +218,45 @@ def setup_firmware_raw(tmp, append):
     return Setup(args=drive(img) + rng, post=post)
 
 
+def qemu_img(*args):
+    """qemu-img's exit status and output."""
+    r = subprocess.run(["qemu-img"] + list(args), capture_output=True, text=True)
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+def setup_firmware_qcow2(tmp, append):
+    """The same disk as a qcow2 image (qemu-img convert) under a qcow2
+    overlay, given without format= (probed, as QEMU does): SeaBIOS and
+    syslinux read through both layers, the guest writes partition 2 into
+    the overlay. Then qemu-img check finds the overlay clean, qemu-img
+    compare finds exactly what the guest wrote, and the base is unchanged."""
+    seed = random.randint(1, 2**32 - 1)
+    raw, base, top = (os.path.join(tmp, n) for n in ("boot.img", "base.qcow2", "top.qcow2"))
+    build_disk(raw, append + f" qlite_agent.checks=cpus,blk qlite_agent.blk_disk=vda2 "
+                             f"qlite_agent.blk_seed={seed}")
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, base], check=True,
+                   capture_output=True)
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", "-b", base, "-F", "qcow2", top],
+                   check=True, capture_output=True)
+    base_sha = file_sha256(base)
+
+    def post():
+        failures = check_unchanged(base, base_sha)
+        rc, out = qemu_img("check", top)
+        if rc != 0:
+            failures.append(f"qemu-img check {os.path.basename(top)}: status {rc}: {out[-300:]}")
+        with open(raw, "r+b") as f:  # what the disk must now read as
+            f.seek(DISK_DATA_OFFSET)
+            f.write(disk_pattern(seed, DISK_DATA_SIZE))
+        rc, out = qemu_img("compare", "-f", "raw", "-F", "qcow2", raw, top)
+        if rc != 0:
+            failures.append(f"qemu-img compare with what the guest wrote: status {rc}: "
+                            f"{out[-300:]}")
+        return failures
+
+    return Setup(args=["-drive", f"file={top},if=virtio"], post=post)
+
+
 TAP_OK = r"ok \d+ - "
 
 CASES = {
@@ -287,6 +326,10 @@ CASES = {
                                  TAP_OK + r"rng: 65536 bytes from /dev/hwrng",
                                  TAP_OK + r"blk vda2: read back", r"qlite-agent: PASS"],
                          reject=[r"not ok"]),
+    "firmware-qcow2": case("disk", DEBUG_EXIT, setup=setup_firmware_qcow2, status=PASS_STATUS,
+                           expect=[r"SeaBIOS \(version", r"SYSLINUX",
+                                   TAP_OK + r"blk vda2: read back", r"qlite-agent: PASS"],
+                           reject=[r"not ok"]),
     # virtio-net: user networking (DHCP, the host's loopback, hostfwd) and a tap.
     "linux-net-user": case("guest", DEBUG_EXIT, status=PASS_STATUS,
                            setup=lambda tmp: net_setup.setup_net_user(tmp, Setup),
