@@ -164,11 +164,38 @@ CpuSet *cpus_new(Kvm *kvm, unsigned n, Bus *pio, Bus *mmio, const VcpuEvents *ev
     return g_steal_pointer(&set);
 }
 
+static bool vcpu_handle_access(Vcpu *cpu);
+
+/*
+ * An I/O or MMIO exit is complete only once KVM_RUN is entered again: KVM
+ * then moves RIP past the instruction (and stores what an IN read). A vCPU
+ * that parked before that would be saved (or reset) in the middle of it,
+ * and a destination would run the instruction a second time (a console byte
+ * printed twice). So before parking: KVM_RUN with immediate_exit, which
+ * finishes the instruction and returns EINTR without running further; a
+ * string instruction may first exit again for its next I/O.
+ */
+static void vcpu_finish_access(Vcpu *cpu)
+{
+    cpu->run->immediate_exit = 1;
+    while (cpu->access_pending) {
+        cpu->access_pending = false;
+        if (ioctl(cpu->fd, KVM_RUN, 0) == 0) {
+            cpu->access_pending = vcpu_handle_access(cpu);
+        }
+    }
+}
+
 /* Parks while a pause is requested; returns false when the thread must end. */
 static bool vcpu_wait_runnable(Vcpu *cpu)
 {
     CpuSet *set = cpu->set;
     g_mutex_lock(&set->lock);
+    if (set->pause_requested && !set->quit && cpu->access_pending) {
+        g_mutex_unlock(&set->lock);
+        vcpu_finish_access(cpu);
+        g_mutex_lock(&set->lock);
+    }
     if (set->pause_requested && !set->quit) {
         set->parked++;
         g_cond_broadcast(&set->cond);
@@ -196,6 +223,25 @@ static void vcpu_handle_io(Vcpu *cpu)
         }
         data += run->io.size;
     }
+}
+
+/* Serves an I/O or MMIO exit; false for any other exit reason. */
+static bool vcpu_handle_access(Vcpu *cpu)
+{
+    struct kvm_run *run = cpu->run;
+    if (run->exit_reason == KVM_EXIT_IO) {
+        vcpu_handle_io(cpu);
+        return true;
+    }
+    if (run->exit_reason != KVM_EXIT_MMIO) {
+        return false;
+    }
+    if (run->mmio.is_write) {
+        bus_write(cpu->set->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+    } else {
+        bus_read(cpu->set->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+    }
+    return true;
 }
 
 static void vcpu_fail(Vcpu *cpu)
@@ -239,17 +285,11 @@ static void *vcpu_thread(void *arg)
             vcpu_fail(cpu);
             continue;
         }
+        if (vcpu_handle_access(cpu)) {
+            cpu->access_pending = true;
+            continue;
+        }
         switch (run->exit_reason) {
-        case KVM_EXIT_IO:
-            vcpu_handle_io(cpu);
-            break;
-        case KVM_EXIT_MMIO:
-            if (run->mmio.is_write) {
-                bus_write(set->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
-            } else {
-                bus_read(set->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
-            }
-            break;
         case KVM_EXIT_INTR:
         case KVM_EXIT_HLT: /* the in-kernel LAPIC handles HLT; a spurious one just reruns */
             break;

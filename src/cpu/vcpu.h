@@ -57,6 +57,7 @@ struct Vcpu {
     pthread_t thread;
     bool thread_started;
     pid_t tid;
+    bool access_pending; /* an I/O or MMIO exit served, not yet completed by KVM_RUN */
     /* Power-on state captured after creation, restored at reset. */
     struct kvm_regs init_regs;
     struct kvm_sregs init_sregs;

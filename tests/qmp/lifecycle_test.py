@@ -9,6 +9,11 @@
 - An emulation failure with a monitor: the VM stops in internal-error (STOP),
   stays inspectable, refuses cont, and system_reset brings it back paused.
 
+- Save and restore between two port writes: a guest writing the alphabet to
+  COM1 one OUT at a time, saved while it runs and restored in a new process,
+  goes on with the next byte (an OUT is complete only once KVM_RUN is
+  entered again; a vCPU saved before that would write its byte twice).
+
 Usage: lifecycle_test.py --vmm QLITE --tiny-dir DIR    (exit 0 pass, 1 fail, 77 skip)
 """
 import argparse
@@ -102,6 +107,62 @@ def internal_error(a, tmp):
           f"without a monitor: exit status 2 and the reason ({r.returncode})")
 
 
+def wait_for(pred, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def out_boundary(a, tmp):
+    """Saved while it writes, restored: the byte stream goes on exactly."""
+    kernel = os.path.join(a.tiny_dir, "count.elf")
+    sock, state = os.path.join(tmp, "c.sock"), os.path.join(tmp, "c.state")
+    src_con, dst_con = os.path.join(tmp, "src.console"), os.path.join(tmp, "dst.console")
+    base = [a.vmm, "-kernel", kernel, "-display", "none", "-nodefaults"]
+    src = subprocess.Popen(base + ["-serial", f"file:{src_con}", "-qmp",
+                                   f"unix:{sock},server=on,wait=off"],
+                           stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        check(wait_for(lambda: os.path.exists(src_con) and os.path.getsize(src_con) > 4096, 30),
+              "the counting guest writes to its console")
+        s, f, lines = qmp(sock, b'{"execute": "migrate", "arguments": {"uri": "file:' +
+                          state.encode() + b'"}}')
+        check(b'"return"' in lines[2], f"migrate to a file: {lines[2]!r}")
+
+        def completed():
+            s.sendall(b'{"execute": "query-migrate"}')
+            reply = read_until(f, lambda line: b'"return"' in line)
+            return reply is not None and b'"completed"' in reply
+
+        check(wait_for(completed, 60), "the save completes")
+        s.sendall(b'{"execute": "quit"}')
+        check(src.wait(30) == 0, "the source quits")
+    finally:
+        if src.poll() is None:
+            src.kill()
+            src.wait()
+    dst = subprocess.Popen(base + ["-serial", f"file:{dst_con}", "-incoming", f"file:{state}"],
+                           stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        ok = wait_for(lambda: os.path.exists(dst_con) and os.path.getsize(dst_con) > 256, 60)
+    finally:
+        dst.kill()
+        dst.wait()
+    check(ok, "the restored guest goes on writing" +
+          ("" if ok else f" (status {dst.returncode}: {dst.stderr.read()[-300:]!r})"))
+    both = open(src_con, "rb").read() + open(dst_con, "rb").read()
+    line = b"abcdefghijklmnopqrstuvwxyz\n"
+    want = line * (len(both) // len(line) + 1)
+    at = next((i for i in range(len(both)) if both[i] != want[i]), None)
+    check(at is None, "source and destination consoles together continue the stream exactly"
+          + ("" if at is None else
+             f" (differs at byte {at} of {len(both)}, the source wrote "
+             f"{os.path.getsize(src_con)}: {both[max(0, at - 8):at + 8]!r})"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--vmm", required=True)
@@ -113,6 +174,7 @@ def main():
         return status
     with tempfile.TemporaryDirectory(prefix="qlite-lifecycle-") as tmp:
         internal_error(a, tmp)
+        out_boundary(a, tmp)
         sock, pidf = os.path.join(tmp, "q.sock"), os.path.join(tmp, "q.pid")
         base = [a.vmm, "-kernel", a.kernel, "-display", "none", "-S"]
         start = time.monotonic()

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Live migration of a running Linux guest between qlite processes.
 
-One guest's life across four processes, all on one shared disk image: the
+One guest's life across four processes, all on one shared disk image (qcow2,
+whose metadata changes hands with it, checked by qemu-img at the end): the
 agent's mig_workload rewrites 2 MiB of memory every round and writes, then
 reads back, a chunk of its disk into a buffer only the device writes. While it
 runs on the source A:
@@ -63,7 +64,7 @@ class Vm:
         args = [a.vmm] + guest.boot_args(a.gdir) + ["-m", "256", "-nodefaults",
                 "-display", "none", "-serial", f"file:{self.console.path}",
                 "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-                "-drive", f"file={a.disk},format=raw,if=virtio", "-append", append,
+                "-drive", f"file={a.disk},format=qcow2,if=virtio", "-append", append,
                 "-qmp", f"unix:{self.sock},server=on,wait=off"] + extra
         self.log = os.path.join(a.log_dir, name + ".stderr")
         with open(self.log, "wb") as log:
@@ -224,9 +225,10 @@ def main():
         return a
     vms = []
     with tempfile.TemporaryDirectory(prefix="qlite-live-") as tmp:
-        a.disk = os.path.join(tmp, "vda.img")
+        # A qcow2 disk: its metadata changes hands at every switch-over too.
+        a.disk = os.path.join(tmp, "vda.qcow2")
         a.seed = int.from_bytes(os.urandom(3), "little") + 1
-        boot_test.write_file(a.disk, bytes(2 << 20))
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", a.disk, "2M"], check=True)
         try:
             src = Vm(a, tmp, "A", [])
             vms.append(src)
@@ -267,6 +269,8 @@ def main():
             for vm in vms:
                 vm.kill()
             lc.keep_consoles(tmp, a.log_dir)
+        rc, out = boot_test.qemu_img("check", a.disk)
+        lc.check(rc == 0, f"qemu-img check of the disk after the moves: status {rc} ({out[-200:]})")
     return 1 if lc.failures else 0
 
 

@@ -4,7 +4,8 @@
 
 The guest agent runs mig_workload (memory rewritten and checked
 every round, a round counter on the console) and then its blk check. The
-source is saved with `migrate` to a file (file: and exec:), ends in
+source is saved with `migrate` to a file (file: with a raw disk, exec: with
+a qcow2 one, which qemu-img then checks), ends in
 postmigrate and quits; a new qlite started with `-incoming` carries on:
 the rounds continue after the last one printed before the save, the memory
 check and the clock hold, the disk works, the agent passes (exit 33).
@@ -46,6 +47,10 @@ def agent_append(seed, dev):
         f"qlite_agent.blk_seed={seed}")
 
 
+def disk_format(path):
+    return "qcow2" if path.endswith(".qcow2") else "raw"
+
+
 def vmm_args(a, tmp, name, disk, seed, extra, firmware=False):
     """qlite booting the guest directly with a data disk, or (firmware) from
     that disk, whose boot loader has the command line (build_disk)."""
@@ -54,7 +59,7 @@ def vmm_args(a, tmp, name, disk, seed, extra, firmware=False):
     return [a.vmm] + boot + ["-m", "256", "-nodefaults",
             "-display", "none", "-serial", f"file:{console}",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            "-drive", f"file={disk},format=raw,if=virtio"] + extra, console
+            "-drive", f"file={disk},format={disk_format(disk)},if=virtio"] + extra, console
 
 
 def save(a, tmp, disk, seed, uri, tag, firmware=False):
@@ -149,12 +154,18 @@ def main():
     if isinstance(a, int):
         return a
     with tempfile.TemporaryDirectory(prefix="qlite-migration-") as tmp:
-        disk = os.path.join(tmp, "vda.img")
         seed = int.from_bytes(os.urandom(3), "little") + 1
         state = os.path.join(tmp, "vm.state")
-        for tag, uri_out, uri_in in (("file", f"file:{state}", f"file:{state}"),
-                                     ("exec", f"exec:cat > {state}", f"exec:cat {state}")):
-            boot_test.write_file(disk, bytes(2 << 20))
+        # A raw disk, then a qcow2 one (its metadata is flushed and read again across the save).
+        for tag, uri_out, uri_in, disk in (
+                ("file", f"file:{state}", f"file:{state}", os.path.join(tmp, "vda.img")),
+                ("exec", f"exec:cat > {state}", f"exec:cat {state}",
+                 os.path.join(tmp, "vda.qcow2"))):
+            if disk.endswith(".qcow2"):
+                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "2M"],
+                               check=True)
+            else:
+                boot_test.write_file(disk, bytes(2 << 20))
             start = time.monotonic()
             last = save(a, tmp, disk, seed, uri_out, tag)
             print(f"# saved to {uri_out} in {time.monotonic() - start:.1f} s, "
@@ -162,6 +173,9 @@ def main():
             start = time.monotonic()
             restore(a, tmp, disk, seed, uri_in, last, tag)
             print(f"# restored from {uri_in} and finished in {time.monotonic() - start:.1f} s")
+            if disk.endswith(".qcow2"):
+                rc, out = boot_test.qemu_img("check", disk)
+                lc.check(rc == 0, f"qemu-img check after the restore: status {rc} ({out[-200:]})")
         data = open(state, "rb").read()
         cut = os.path.join(tmp, "cut.state")
         boot_test.write_file(cut, data[:len(data) // 2])
