@@ -159,10 +159,13 @@ def own_rss_mib(pid):
 class Run:
     """One boot: streams the console and stderr, samples memory, times events."""
 
-    def __init__(self, vmm, cmd, env, watch=(), log_path=None):
+    def __init__(self, vmm, cmd, env, watch=(), log_path=None, mark=None):
         """watch: (console regex, threading.Event) pairs, set when a line matches;
-        log_path: a file the console is written to as it comes (a stalled boot shows)."""
+        log_path: a file the console is written to as it comes (a stalled boot shows);
+        mark: a console regex whose first match is timed (first_match, seconds)."""
         self.vmm = vmm
+        self.mark = mark
+        self.first_match = None
         self.log = open(log_path, "w") if log_path else None
         self.watch = list(watch)
         self.console = []
@@ -202,6 +205,8 @@ class Run:
                     self.log.flush()
                 if "qlite-agent: PASS" in text or "qlite-agent: FAIL" in text:
                     self.verdict = now - self.t0
+                if self.mark and self.first_match is None and re.search(self.mark, text):
+                    self.first_match = now - self.t0
                 for rx, event in self.watch:
                     if re.search(rx, text):
                         event.set()
@@ -827,6 +832,10 @@ def main():
                     help="instead of the boot figures, measure save/restore through a file and "
                          "live migration over TCP (guests of " +
                          " and ".join(f"{m} MiB" for m in MIG_SIZES) + ")")
+    ap.add_argument("--disk-boot", action="store_true",
+                    help="instead of the boot figures, boot a disk image through the firmware "
+                         "(SeaBIOS, syslinux), raw and as a qcow2 overlay, and measure 4 KiB "
+                         "I/O on a data disk of each format (bench/disk_boot.py)")
     ap.add_argument("--check", action="store_true",
                     help="smoke test: fail unless every figure a VMM can give has a sane value")
     a = ap.parse_args()
@@ -865,6 +874,9 @@ def main():
     os.makedirs(os.path.join(a.out, "logs"), exist_ok=True)
     if a.migration:
         return migration_main(a, vmms, qlite, kdir, base_append)
+    if a.disk_boot:
+        import disk_boot  # noqa: E402  beside this file
+        return disk_boot.main(a, vmms, qlite, base_append)
     with tempfile.TemporaryDirectory(prefix="qlite-bench-") as tmp:
         for i in range(a.runs):
             # Rotate the order every run: no VMM always runs first or last.

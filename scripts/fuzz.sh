@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh --build              set up and build build-san only
 #   scripts/fuzz.sh [-t SECONDS] [TARGET]...
 #       run each TARGET (default: all of them: cmdline loader virtqueue
-#       virtio-pci migration qmp) for SECONDS (default 300) from its seed
+#       virtio-pci migration qmp qcow2 fw-cfg) for SECONDS (default 300) from its seed
 #       corpus; crashing inputs are kept in build-san/tests/fuzz/artifacts.
 #
 # build-san is qlite built by clang with AddressSanitizer and
@@ -38,7 +38,7 @@ fi
 ninja -C "$builddir" >/dev/null
 [ $build_only -eq 1 ] && exit 0
 
-[ ${#targets[@]} -gt 0 ] || targets=(cmdline loader virtqueue virtio-pci migration qmp)
+[ ${#targets[@]} -gt 0 ] || targets=(cmdline loader virtqueue virtio-pci migration qmp qcow2 fw-cfg)
 export QLITE_FUZZ_ARTIFACTS=$PWD/$builddir/tests/fuzz/artifacts
 status=0
 for t in "${targets[@]}"; do
