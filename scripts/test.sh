@@ -81,7 +81,7 @@ else
     run_kvm kvm "$builddir" "${all[@]}"
     # LeakSanitizer's exit-time scan needs ptrace, which no qlite thread's filter allows.
     ASAN_OPTIONS=detect_leaks=0 run_kvm san-kvm "$sandir" linux-blk linux-net-user qmp \
-        lifecycle linux-migration linux-hostile
+        lifecycle linux-migration linux-hostile firmware-qcow2
 fi
 
 # One closing line any CI reader understands, over every run: each test's
