@@ -229,11 +229,12 @@ def setup_firmware_qcow2(tmp, append):
     overlay, given without format= (probed, as QEMU does): SeaBIOS and
     syslinux read through both layers, the guest writes partition 2 into
     the overlay. Then qemu-img check finds the overlay clean, qemu-img
-    compare finds exactly what the guest wrote, and the base is unchanged."""
+    compare finds exactly what the guest wrote, and the base is unchanged.
+    Two vCPUs: SeaBIOS wakes the second to count it, Linux then brings it up."""
     seed = random.randint(1, 2**32 - 1)
     raw, base, top = (os.path.join(tmp, n) for n in ("boot.img", "base.qcow2", "top.qcow2"))
-    build_disk(raw, append + f" qlite_agent.checks=cpus,blk qlite_agent.blk_disk=vda2 "
-                             f"qlite_agent.blk_seed={seed}")
+    build_disk(raw, append + f" qlite_agent.checks=cpus,blk qlite_agent.cpus=2 "
+                             f"qlite_agent.blk_disk=vda2 qlite_agent.blk_seed={seed}")
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, base], check=True,
                    capture_output=True)
     subprocess.run(["qemu-img", "create", "-f", "qcow2", "-b", base, "-F", "qcow2", top],
@@ -326,8 +327,9 @@ CASES = {
                                  TAP_OK + r"rng: 65536 bytes from /dev/hwrng",
                                  TAP_OK + r"blk vda2: read back", r"qlite-agent: PASS"],
                          reject=[r"not ok"]),
-    "firmware-qcow2": case("disk", DEBUG_EXIT, setup=setup_firmware_qcow2, status=PASS_STATUS,
-                           expect=[r"SeaBIOS \(version", r"SYSLINUX",
+    "firmware-qcow2": case("disk", DEBUG_EXIT + ["-smp", "2"], setup=setup_firmware_qcow2,
+                           status=PASS_STATUS,
+                           expect=[r"SeaBIOS \(version", r"SYSLINUX", TAP_OK + r"cpus online: 2",
                                    TAP_OK + r"blk vda2: read back", r"qlite-agent: PASS"],
                            reject=[r"not ok"]),
     # virtio-net: user networking (DHCP, the host's loopback, hostfwd) and a tap.
