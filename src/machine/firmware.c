@@ -5,8 +5,10 @@
 #include "util/error.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 /* Below 1 MiB the image ends at 1 MiB and fills at most 0xc0000-0xfffff. */
 #define FIRMWARE_SHADOW_END  0x100000ULL
@@ -68,6 +70,13 @@ Firmware *firmware_new(const char *path, GError **error)
     g_autofree char *data = NULL;
     gsize len = 0;
     g_autoptr(GError) err = NULL;
+    GStatBuf st;
+    /* A regular file of a sane size before reading it: not /dev/zero, not a FIFO. */
+    if (g_stat(path, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size > FIRMWARE_MAX)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "could not load PC BIOS '%s': not a regular file of at most 16 MiB", path);
+        return NULL;
+    }
     if (!g_file_get_contents(path, &data, &len, &err)) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "could not load PC BIOS '%s': %s",
                     path, err->message);

@@ -1,9 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* fw_cfg: items through the ports and by DMA, the file directory, hostile DMA, save and load. */
+/*
+ * fw_cfg: items through the ports and by DMA, the file directory, hostile
+ * DMA, save and load; the firmware image's checks and the CMOS boot order.
+ */
+#include "machine/firmware.h"
 #include "machine/fw-cfg.h"
 
+#include <glib/gstdio.h>
+
 #include <endian.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RAM_SIZE (4 * 1024 * 1024)
 #define DMA_CTL  0x1000 /* where the tests put a DMA control block */
@@ -192,6 +200,60 @@ static void test_save_load(Fixture *x, gconstpointer unused)
     g_assert_cmphex(buf[0], ==, 'd');
 }
 
+static void expect_bios_error(const char *path, const char *want)
+{
+    g_autoptr(GError) err = NULL;
+    g_assert_null(firmware_new(path, &err));
+    g_assert_nonnull(err);
+    if (!strstr(err->message, want)) {
+        g_error("'%s' lacks '%s'", err->message, want);
+    }
+}
+
+static void test_bios_file(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("qlite-bios-XXXXXX", NULL);
+    g_autofree char *odd = g_build_filename(dir, "odd.bin", NULL);
+    g_autofree char *good = g_build_filename(dir, "good.bin", NULL);
+    g_autofree char *big = g_build_filename(dir, "big.bin", NULL);
+    g_autofree uint8_t *buf = g_malloc0(128 * 1024);
+    g_assert_true(g_file_set_contents(odd, (char *)buf, 1000, NULL));
+    g_assert_true(g_file_set_contents(good, (char *)buf, 128 * 1024, NULL));
+    FILE *f = fopen(big, "w");
+    g_assert_nonnull(f);
+    g_assert_cmpint(ftruncate(fileno(f), FIRMWARE_MAX + 65536), ==, 0);
+    fclose(f);
+    expect_bios_error("/nonexistent/bios.bin", "could not load PC BIOS '/nonexistent/bios.bin'");
+    expect_bios_error(odd, "not a multiple of 64 KiB");
+    expect_bios_error(big, "at most 16 MiB");
+    expect_bios_error("/dev/zero", "not a regular file");
+    expect_bios_error(dir, "not a regular file");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(Firmware) fw = firmware_new(good, &err);
+    g_assert_no_error(err);
+    g_autofree char *id = firmware_describe(fw);
+    g_assert_nonnull(strstr(id, "131072 bytes sha256 "));
+    g_unlink(odd);
+    g_unlink(good);
+    g_unlink(big);
+    g_rmdir(dir);
+}
+
+/* QEMU's CMOS encoding: the first two devices in 0x3d, the third in 0x38's high nibble. */
+static void test_boot_cmos(void)
+{
+    uint8_t r3d, r38;
+    g_assert_true(firmware_boot_cmos("c", &r3d, &r38));
+    g_assert_cmphex(r3d, ==, 0x02);
+    g_assert_cmphex(r38, ==, 0x01);
+    g_assert_true(firmware_boot_cmos("ncd", &r3d, &r38));
+    g_assert_cmphex(r3d, ==, 0x24);
+    g_assert_cmphex(r38, ==, 0x31);
+    g_assert_true(firmware_boot_cmos("", &r3d, &r38));
+    g_assert_cmphex(r3d, ==, 0);
+    g_assert_false(firmware_boot_cmos("cx", &r3d, &r38));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -201,5 +263,7 @@ int main(int argc, char **argv)
     ADD("/fw-cfg/dma-hostile", test_dma_hostile);
     ADD("/fw-cfg/save-load", test_save_load);
 #undef ADD
+    g_test_add_func("/firmware/bios-file", test_bios_file);
+    g_test_add_func("/firmware/boot-cmos", test_boot_cmos);
     return g_test_run();
 }
