@@ -201,11 +201,13 @@ def build_disk(path, append):
 def setup_firmware_raw(tmp, append):
     """A raw disk with a boot loader (no -kernel): SeaBIOS boots it, syslinux
     loads the guest, whose agent reads /dev/hwrng (virtio-rng) and writes the
-    pattern over partition 2; the boot partition stays as it was."""
+    pattern over partition 2, then reboots: the firmware runs again (BARs
+    unassigned, its shadow copy back) and the guest does it all once more.
+    The boot partition stays as it was."""
     seed = random.randint(1, 2**32 - 1)
     img = os.path.join(tmp, "boot.img")
     build_disk(img, append + f" qlite_agent.checks=cpus,rng,blk qlite_agent.blk_disk=vda2 "
-                             f"qlite_agent.blk_seed={seed}")
+                             f"qlite_agent.blk_seed={seed} qlite_agent.reboot=1")
     with open(img, "rb") as f:
         boot_sha = hashlib.sha256(f.read(DISK_DATA_OFFSET)).hexdigest()
 
@@ -325,7 +327,9 @@ CASES = {
                          expect=[r"SeaBIOS \(version", r"SYSLINUX", TAP_OK + r"cpus online: 1",
                                  TAP_OK + r"rng: the hwrng in use is virtio_rng",
                                  TAP_OK + r"rng: 65536 bytes from /dev/hwrng",
-                                 TAP_OK + r"blk vda2: read back", r"qlite-agent: PASS"],
+                                 TAP_OK + r"blk vda2: read back", r"qlite-agent: rebooting",
+                                 r"qlite-agent: rebooting[\s\S]*SeaBIOS \(version",
+                                 TAP_OK + r"came back after reboot", r"qlite-agent: PASS"],
                          reject=[r"not ok"]),
     "firmware-qcow2": case("disk", DEBUG_EXIT + ["-smp", "2"], setup=setup_firmware_qcow2,
                            status=PASS_STATUS,
