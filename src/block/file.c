@@ -522,6 +522,35 @@ static ssize_t pread_full(int fd, uint8_t *buf, size_t len, uint64_t offset)
     return (ssize_t)done;
 }
 
+/* The aligned sectors around a range that O_DIRECT cannot take as it is. */
+typedef struct {
+    uint8_t *buf; /* NULL when it could not be allocated */
+    uint64_t start;
+    size_t len;
+} Bounce;
+
+/*
+ * Reads the aligned sectors around [offset, offset + len) into b->buf, zeroes
+ * past the end of the file; returns the bytes read or -errno. b->buf is to be
+ * freed either way.
+ */
+static ssize_t bounce_read(BlockFile *f, uint64_t offset, size_t len, Bounce *b)
+{
+    b->start = offset & ~(uint64_t)(BLOCK_DIRECT_ALIGN - 1);
+    b->len = ROUND_UP(offset + len - b->start, BLOCK_DIRECT_ALIGN);
+    void *buf;
+    if (posix_memalign(&buf, 4096, b->len)) {
+        b->buf = NULL;
+        return -ENOMEM;
+    }
+    b->buf = buf;
+    ssize_t n = pread_full(f->fd, b->buf, b->len, b->start);
+    if (n >= 0) {
+        memset(b->buf + n, 0, b->len - (size_t)n);
+    }
+    return n;
+}
+
 ssize_t block_file_pread(BlockFile *f, void *buf, size_t len, uint64_t offset)
 {
     if (!sync_needs_bounce(f, buf, len, offset)) {
@@ -531,19 +560,13 @@ ssize_t block_file_pread(BlockFile *f, void *buf, size_t len, uint64_t offset)
         }
         return n;
     }
-    uint64_t start = offset & ~(uint64_t)(BLOCK_DIRECT_ALIGN - 1);
-    size_t blen = ROUND_UP(offset + len - start, BLOCK_DIRECT_ALIGN);
-    void *bounce;
-    if (posix_memalign(&bounce, 4096, blen)) {
-        return -ENOMEM;
-    }
-    ssize_t n = pread_full(f->fd, bounce, blen, start);
+    Bounce b;
+    ssize_t n = bounce_read(f, offset, len, &b);
     if (n >= 0) {
-        memset((uint8_t *)bounce + n, 0, blen - (size_t)n);
-        memcpy(buf, (uint8_t *)bounce + (offset - start), len);
-        n = MAX(0, MIN((ssize_t)len, n - (ssize_t)(offset - start)));
+        memcpy(buf, b.buf + (offset - b.start), len);
+        n = MAX(0, MIN((ssize_t)len, n - (ssize_t)(offset - b.start)));
     }
-    free(bounce);
+    free(b.buf);
     return n;
 }
 
@@ -575,21 +598,15 @@ int block_file_pwrite(BlockFile *f, const void *buf, size_t len, uint64_t offset
         return ret;
     }
     /* Read-modify-write of the aligned sectors around the range. */
-    uint64_t start = offset & ~(uint64_t)(BLOCK_DIRECT_ALIGN - 1);
-    size_t blen = ROUND_UP(offset + len - start, BLOCK_DIRECT_ALIGN);
-    void *bounce;
-    if (posix_memalign(&bounce, 4096, blen)) {
-        return -ENOMEM;
-    }
-    ssize_t n = pread_full(f->fd, bounce, blen, start);
+    Bounce b;
+    ssize_t n = bounce_read(f, offset, len, &b);
     int ret = n < 0 ? (int)n : 0;
     if (ret == 0) {
-        memset((uint8_t *)bounce + n, 0, blen - (size_t)n);
-        memcpy((uint8_t *)bounce + (offset - start), buf, len);
-        ret = pwrite_full(f->fd, bounce, blen, start);
+        memcpy(b.buf + (offset - b.start), buf, len);
+        ret = pwrite_full(f->fd, b.buf, b.len, b.start);
         crash_point();
     }
-    free(bounce);
+    free(b.buf);
     return ret;
 }
 

@@ -118,6 +118,14 @@ static uint64_t alloc_clip(Qcow2 *s, uint64_t gc, uint64_t n)
 
 /* ---- completion ---- */
 
+/* A request or allocation fails with the first error of its parts. */
+static void keep_first_error(int *first, int ret)
+{
+    if (ret < 0 && *first == 0) {
+        *first = ret;
+    }
+}
+
 static void req_put(Qcow2Req *r)
 {
     if (--r->pending) {
@@ -142,9 +150,7 @@ static void req_put(Qcow2Req *r)
 static void sub_done(void *opaque, int ret)
 {
     Qcow2Req *r = opaque;
-    if (ret < 0 && r->ret == 0) {
-        r->ret = ret;
-    }
+    keep_first_error(&r->ret, ret);
     req_put(r);
 }
 
@@ -279,9 +285,7 @@ static void alloc_finish(Qcow2Alloc *a, int ret)
     if (ret < 0) {
         /* Nothing references the new clusters: give them back now. */
         qcow2_free_now(s, a->host, a->n * s->cluster_size);
-        if (r->ret == 0) {
-            r->ret = ret;
-        }
+        keep_first_error(&r->ret, ret);
     }
     g_queue_unlink(&s->allocs, &a->link);
     if (a->tail != a->head) {
@@ -330,9 +334,7 @@ static void alloc_put(Qcow2Alloc *a)
 static void cow_done(void *opaque, int ret)
 {
     Qcow2Alloc *a = opaque;
-    if (ret < 0 && a->ret == 0) {
-        a->ret = ret;
-    }
+    keep_first_error(&a->ret, ret);
     alloc_put(a);
 }
 
@@ -366,9 +368,7 @@ static void cow_read(Qcow2Alloc *a, uint64_t gc, uint64_t entry, uint8_t *buf)
         ret = qcow2_read_compressed(s, entry, buf);
         break;
     }
-    if (ret < 0 && a->ret == 0) {
-        a->ret = ret;
-    }
+    keep_first_error(&a->ret, ret);
 }
 
 static bool entry_writable_in_place(uint64_t e)
