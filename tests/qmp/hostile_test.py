@@ -67,6 +67,13 @@ def attack_and_save(a, tmp, state):
                                                   con.text().splitlines()[-15:]))
             return False
         text = con.text()
+        # A guest may reset itself (in a nested host the emulated SVM now and then
+        # gives it a triple fault): the agent then starts over, and its last run counts.
+        boots = text.count("TAP version 13")
+        if boots > 1:
+            print(f"# the guest booted {boots} times before the attacks were done; "
+                  "the last run's lines count")
+            text = text[text.rindex("TAP version 13"):]
         lines = [l.strip() for l in re.findall(r"^(?:not )?ok \d+ - hostile .*$", text, re.M)]
         for line in lines:
             lc.check(line.startswith("ok"), "guest: " + line.split(" - ", 1)[1])
