@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * QMP migration: migrate, migrate-incoming, migrate_cancel, query-migrate,
+ * the capabilities and parameters (and their reading from other threads),
+ * the MIGRATION and MIGRATION_PASS events.
+ */
+#include "monitor/qmp-int.h"
+
+#include <string.h>
+
+/*
+ * The descriptor of an fd: URI. migrate takes a name only; migrate-incoming,
+ * as QEMU, also a number (a descriptor qlite was started with), which the
+ * transport parses: -1 then.
+ */
+static bool migration_fd(QmpServer *s, const char *uri, bool numbers, int *fd, JsonNode **error)
+{
+    *fd = -1;
+    if (!g_str_has_prefix(uri, "fd:") || (numbers && g_ascii_isdigit(uri[3]))) {
+        return true;
+    }
+    *fd = qmp_monitor_fd_take(s, uri + 3);
+    if (*fd < 0) {
+        *error =
+            qmp_error("GenericError", "File descriptor named '%s' has not been found", uri + 3);
+        return false;
+    }
+    return true;
+}
+
+/* An optional boolean argument; false when absent. */
+static bool bool_arg(JsonObject *args, const char *name, bool *out, JsonNode **error)
+{
+    JsonNode *v = json_object_get_member(args, name);
+    *out = false;
+    if (!v) {
+        return true;
+    }
+    if (!JSON_NODE_HOLDS_VALUE(v) || json_node_get_value_type(v) != G_TYPE_BOOLEAN) {
+        *error =
+            qmp_error("GenericError", "Invalid parameter type for '%s', expected: boolean", name);
+        return false;
+    }
+    *out = json_node_get_boolean(v);
+    return true;
+}
+
+JsonNode *qmp_cmd_migrate(QmpServer *s, JsonObject *args)
+{
+    static const char *const flags[] = {"blk", "inc", "detach", "resume"};
+    bool on[G_N_ELEMENTS(flags)];
+    JsonNode *reply = NULL;
+    for (size_t i = 0; i < G_N_ELEMENTS(flags); i++) {
+        if (!bool_arg(args, flags[i], &on[i], &reply)) {
+            return reply;
+        }
+    }
+    if (on[3]) { /* there is no postcopy, so never a paused one */
+        return qmp_error("GenericError", "Cannot resume if there is no paused migration");
+    }
+    if (on[0] || on[1]) {
+        return qmp_error("GenericError", "qlite has no block migration (blk, inc): the disks must "
+                                         "be shared by both sides");
+    }
+    const char *uri = json_object_get_string_member(args, "uri");
+    int fd;
+    if (!migration_fd(s, uri, false, &fd, &reply)) {
+        return reply;
+    }
+    g_autoptr(GError) err = NULL;
+    if (!s->ops->migrate(s->opaque, uri, fd, &err)) {
+        return qmp_error("GenericError", "%s", err->message);
+    }
+    return qmp_return(NULL);
+}
+
+JsonNode *qmp_cmd_migrate_incoming(QmpServer *s, JsonObject *args)
+{
+    const char *uri = json_object_get_string_member(args, "uri");
+    int fd;
+    JsonNode *reply = NULL;
+    if (!migration_fd(s, uri, true, &fd, &reply)) {
+        return reply;
+    }
+    g_autoptr(GError) err = NULL;
+    if (!s->ops->migrate_incoming(s->opaque, uri, fd, &err)) {
+        return qmp_error("GenericError", "%s", err->message);
+    }
+    return qmp_return(NULL);
+}
+
+JsonNode *qmp_cmd_migrate_cancel(QmpServer *s, JsonObject *args)
+{
+    s->ops->migrate_cancel(s->opaque);
+    return qmp_return(NULL);
+}
+
+JsonNode *qmp_cmd_query_migrate(QmpServer *s, JsonObject *args)
+{
+    QmpMigrateInfo info = {0};
+    s->ops->query_migrate(s->opaque, &info);
+    JsonObject *o = json_object_new();
+    if (info.status) {
+        json_object_set_string_member(o, "status", info.status);
+        json_object_set_int_member(o, "setup-time", info.setup_time);
+        json_object_set_int_member(o, "total-time", info.total_time);
+        if (strcmp(info.status, "completed") == 0) {
+            json_object_set_int_member(o, "downtime", info.downtime);
+        } else if (strcmp(info.status, "active") == 0) {
+            json_object_set_int_member(o, "expected-downtime", info.expected_downtime);
+        }
+        JsonObject *ram = json_object_new();
+        json_object_set_int_member(ram, "transferred", (gint64)info.transferred);
+        json_object_set_int_member(ram, "remaining", (gint64)info.remaining);
+        json_object_set_int_member(ram, "total", (gint64)info.total);
+        json_object_set_int_member(ram, "duplicate", (gint64)info.duplicate);
+        json_object_set_int_member(ram, "normal", (gint64)info.normal);
+        json_object_set_int_member(ram, "normal-bytes", (gint64)info.normal_bytes);
+        json_object_set_double_member(ram, "mbps", info.mbps);
+        json_object_set_int_member(ram, "dirty-pages-rate", (gint64)info.dirty_pages_rate);
+        json_object_set_int_member(ram, "dirty-sync-count", (gint64)info.dirty_sync_count);
+        json_object_set_int_member(ram, "page-size", 4096);
+        json_object_set_object_member(o, "ram", ram);
+    }
+    return qmp_return(qmp_object_node(o));
+}
+
+void qmp_server_migration_event(QmpServer *s, const char *status)
+{
+    if (s && g_atomic_int_get(&s->mig_events)) {
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "status", status);
+        qmp_server_event(s, "MIGRATION", qmp_object_node(o));
+    }
+}
+
+void qmp_server_migration_pass_event(QmpServer *s, uint64_t pass)
+{
+    if (s && g_atomic_int_get(&s->mig_events)) {
+        JsonObject *o = json_object_new();
+        json_object_set_int_member(o, "pass", (gint64)pass);
+        qmp_server_event(s, "MIGRATION_PASS", qmp_object_node(o));
+    }
+}
+
+void qmp_server_migration_params(QmpServer *s, int64_t *downtime_limit, int64_t *max_bandwidth)
+{
+    *downtime_limit =
+        s ? __atomic_load_n(&s->downtime_limit, __ATOMIC_RELAXED) : QMP_DEFAULT_DOWNTIME_LIMIT;
+    *max_bandwidth =
+        s ? __atomic_load_n(&s->max_bandwidth, __ATOMIC_RELAXED) : QMP_DEFAULT_MAX_BANDWIDTH;
+}
+
+/* migrate-set-capabilities: "events" is the one qlite has; others are refused. */
+JsonNode *qmp_cmd_migrate_set_capabilities(QmpServer *s, JsonObject *args)
+{
+    JsonNode *list = json_object_get_member(args, "capabilities");
+    if (!list) {
+        return qmp_error("GenericError", "Parameter 'capabilities' is missing");
+    }
+    if (!JSON_NODE_HOLDS_ARRAY(list)) {
+        return qmp_error("GenericError",
+                         "Invalid parameter type for 'capabilities', expected: array");
+    }
+    JsonArray *a = json_node_get_array(list);
+    guint n = json_array_get_length(a);
+    /* Every element checked (as QEMU names them, capabilities[i].member) before any applies. */
+    for (guint i = 0; i < n; i++) {
+        JsonNode *e = json_array_get_element(a, i);
+        if (!JSON_NODE_HOLDS_OBJECT(e)) {
+            return qmp_error("GenericError",
+                             "Invalid parameter type for 'capabilities[%u]', expected: object", i);
+        }
+        JsonObject *c = json_node_get_object(e);
+        JsonNode *name = json_object_get_member(c, "capability");
+        JsonNode *state = json_object_get_member(c, "state");
+        if (!name) {
+            return qmp_error("GenericError", "Parameter 'capabilities[%u].capability' is missing",
+                             i);
+        }
+        if (!JSON_NODE_HOLDS_VALUE(name) || json_node_get_value_type(name) != G_TYPE_STRING) {
+            return qmp_error("GenericError",
+                             "Invalid parameter type for 'capabilities[%u].capability', "
+                             "expected: string",
+                             i);
+        }
+        if (!state) {
+            return qmp_error("GenericError", "Parameter 'capabilities[%u].state' is missing", i);
+        }
+        if (!JSON_NODE_HOLDS_VALUE(state) || json_node_get_value_type(state) != G_TYPE_BOOLEAN) {
+            return qmp_error("GenericError",
+                             "Invalid parameter type for 'capabilities[%u].state', expected: "
+                             "boolean",
+                             i);
+        }
+        if (strcmp(json_node_get_string(name), "events") != 0) {
+            return qmp_error("GenericError", "Capability '%s' is not supported by qlite",
+                             json_node_get_string(name));
+        }
+    }
+    for (guint i = 0; i < n; i++) {
+        JsonObject *c = json_array_get_object_element(a, i);
+        g_atomic_int_set(&s->mig_events, json_object_get_boolean_member(c, "state"));
+    }
+    return qmp_return(NULL);
+}
+
+JsonNode *qmp_cmd_query_migrate_capabilities(QmpServer *s, JsonObject *args)
+{
+    JsonObject *c = json_object_new();
+    json_object_set_string_member(c, "capability", "events");
+    json_object_set_boolean_member(c, "state", g_atomic_int_get(&s->mig_events));
+    JsonArray *a = json_array_new();
+    json_array_add_object_element(a, c);
+    JsonNode *n = json_node_alloc();
+    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), a);
+    return qmp_return(n);
+}
+
+/* downtime-limit (ms) and max-bandwidth (bytes/s), kept for query-migrate-parameters. */
+JsonNode *qmp_cmd_migrate_set_parameters(QmpServer *s, JsonObject *args)
+{
+    static const char *const names[] = {"downtime-limit", "max-bandwidth"};
+    int64_t *fields[] = {&s->downtime_limit, &s->max_bandwidth};
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        JsonNode *v = json_object_get_member(args, names[i]);
+        if (!v) {
+            continue;
+        }
+        if (json_node_get_value_type(v) != G_TYPE_INT64 || json_node_get_int(v) < 0) {
+            return qmp_error("GenericError", "Parameter '%s' expects a non-negative integer",
+                             names[i]);
+        }
+        __atomic_store_n(fields[i], json_node_get_int(v), __ATOMIC_RELAXED);
+    }
+    return qmp_return(NULL);
+}
+
+JsonNode *qmp_cmd_query_migrate_parameters(QmpServer *s, JsonObject *args)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_int_member(o, "downtime-limit", s->downtime_limit);
+    json_object_set_int_member(o, "max-bandwidth", s->max_bandwidth);
+    return qmp_return(qmp_object_node(o));
+}
