@@ -211,14 +211,25 @@ static void req_file_io(Qcow2Req *r, bool write, uint64_t host, uint64_t len)
     }
 }
 
+/*
+ * Where a request goes on: its guest offset, that offset's cluster and the
+ * offset inside it, and the bytes left (at most limit).
+ */
+static void req_pos(const Qcow2Req *r, uint64_t limit, uint64_t *off, uint64_t *gc, uint64_t *inoff,
+                    uint64_t *left)
+{
+    *off = r->offset + r->done;
+    *gc = *off >> r->s->cluster_bits;
+    *inoff = *off & (r->s->cluster_size - 1);
+    *left = MIN(r->len - r->done, limit);
+}
+
 static int read_step(Qcow2Req *r)
 {
     Qcow2 *s = r->s;
     uint64_t cs = s->cluster_size;
-    uint64_t off = r->offset + r->done;
-    uint64_t gc = off >> s->cluster_bits;
-    uint64_t inoff = off & (cs - 1);
-    uint64_t left = r->len - r->done;
+    uint64_t off, gc, inoff, left;
+    req_pos(r, UINT64_MAX, &off, &gc, &inoff, &left);
     uint64_t run = alloc_clip(s, gc, DIV_ROUND_UP(inoff + left, cs));
     if (!run) {
         return STEP_WAIT;
@@ -384,10 +395,8 @@ static int write_step(Qcow2Req *r, uint64_t limit)
 {
     Qcow2 *s = r->s;
     uint64_t cs = s->cluster_size;
-    uint64_t off = r->offset + r->done;
-    uint64_t gc = off >> s->cluster_bits;
-    uint64_t inoff = off & (cs - 1);
-    uint64_t left = MIN(r->len - r->done, limit);
+    uint64_t off, gc, inoff, left;
+    req_pos(r, limit, &off, &gc, &inoff, &left);
     if (!r->iov) {
         left = MIN(left, QCOW2_ZERO_BUF_SIZE);
     }
@@ -476,10 +485,8 @@ static int zero_step(Qcow2Req *r)
 {
     Qcow2 *s = r->s;
     uint64_t cs = s->cluster_size;
-    uint64_t off = r->offset + r->done;
-    uint64_t gc = off >> s->cluster_bits;
-    uint64_t inoff = off & (cs - 1);
-    uint64_t left = r->len - r->done;
+    uint64_t off, gc, inoff, left;
+    req_pos(r, UINT64_MAX, &off, &gc, &inoff, &left);
     bool discard = r->kind == REQ_DISCARD;
     if (inoff || left < cs) {
         uint64_t part = MIN(left, cs - inoff);
