@@ -276,7 +276,9 @@ static void *vcpu_thread(void *arg)
             g_debug("vcpu0: first KVM_RUN at monotonic %ld.%09ld", (long)ts.tv_sec, ts.tv_nsec);
             first_run = false;
         }
-        if (ioctl(cpu->fd, KVM_RUN, 0) < 0) {
+        int rc = ioctl(cpu->fd, KVM_RUN, 0);
+        cpu->access_pending = false; /* KVM completed it before anything else */
+        if (rc < 0) {
             /* EINTR: kicked. EAGAIN: an AP got INIT while waiting for SIPI. */
             if (errno == EINTR || errno == EAGAIN) {
                 continue;
