@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/klog.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -1543,6 +1544,53 @@ static unsigned int mig_disk_round(int fd, void *wbuf, void *dma, unsigned int r
 }
 
 /*
+ * The kernel writes its messages straight to the serial port, in the middle
+ * of whatever line of ours the tty driver is still sending: a round line cut
+ * in two is a round the host cannot read. While the workload runs only
+ * emergencies reach the console; the errors the kernel logged meanwhile (what
+ * "quiet" shows) are printed after it as comments.
+ */
+#define KLOG_CONSOLE_LEVEL 8 /* SYSLOG_ACTION_CONSOLE_LEVEL */
+#define KLOG_QUIET_SHOWS 3   /* KERN_ERR and worse */
+
+static int kmsg_hold(int *level)
+{
+    char text[64] = "";
+    int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+    if (fd >= 0)
+        lseek(fd, 0, SEEK_END);
+    *level = read_file("/proc/sys/kernel/printk", text, sizeof(text)) > 0 ? atoi(text) : 0;
+    if (*level > 1)
+        klogctl(KLOG_CONSOLE_LEVEL, NULL, 1);
+    return fd;
+}
+
+static void kmsg_release(int fd, int level)
+{
+    char rec[1024];
+    ssize_t n;
+
+    fflush(stdout);
+    tcdrain(STDOUT_FILENO);
+    if (level > 1)
+        klogctl(KLOG_CONSOLE_LEVEL, NULL, level);
+    if (fd < 0)
+        return;
+    /* One record per read: "prio,seq,usec,flags;text\n"; EPIPE for one overwritten. */
+    while ((n = read(fd, rec, sizeof(rec) - 1)) > 0 || (n < 0 && errno == EPIPE)) {
+        char *msg;
+        if (n <= 0)
+            continue;
+        rec[n] = 0;
+        msg = strchr(rec, ';');
+        if (msg && (atoi(rec) & 7) <= KLOG_QUIET_SHOWS)
+            printf("# kernel: %.*s\n", (int)strcspn(msg + 1, "\n"), msg + 1);
+    }
+    close(fd);
+}
+
+/*
  * mig_workload: round r first checks that the memory still holds round
  * r-1's pattern (seed r-1, blocks numbered from 0), then writes round r's,
  * does the round's disk I/O when mig_disk names a disk, prints
@@ -1556,7 +1604,7 @@ static void check_mig_workload(void)
     unsigned int sectors = bytes / SECTOR_SIZE, r, bad = 0, disk_bad = 0;
     uint64_t now, last = 0, backwards = 0;
     void *mem, *wbuf = NULL, *dma = NULL;
-    int fd = -1, err = 0;
+    int fd = -1, err = 0, kmsg, level;
 
     if (!param.mig_rounds || !sectors) {
         report(false, "mig_workload: " PARAM_PREFIX "mig_rounds=N is required");
@@ -1578,6 +1626,7 @@ static void check_mig_workload(void)
             goto out;
         }
     }
+    kmsg = kmsg_hold(&level);
     for (r = 1; r <= param.mig_rounds && !err; r++) {
         if (r > 1 && pattern_check(mem, r - 1, 0, sectors) != sectors)
             bad++;
@@ -1591,6 +1640,7 @@ static void check_mig_workload(void)
         printf("qlite-agent: mig round %u monotonic %" PRIu64 "\n", r, now);
         sleep_ms(param.mig_ms);
     }
+    kmsg_release(kmsg, level);
     report(!bad && !backwards && !disk_bad && !err,
            "mig_workload: %u rounds over %u KiB, %u with memory changed under us, clock went "
            "back %" PRIu64 " times, disk %s: %u bad, error %s",

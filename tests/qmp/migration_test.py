@@ -152,7 +152,16 @@ def restore(a, tmp, disk, seed, uri, last, tag, firmware=False):
             "#   " + l for l in re.findall(r"mig round .*", src)[-4:]))
         print("# destination's first rounds:\n" + "\n".join(
             "#   " + l for l in re.findall(r"mig round .*", con)[:4]))
-    lc.check("Linux version" not in con, "the destination did not boot the kernel again")
+        print(f"# missing: {sorted(set(range(1, ROUNDS + 1)) - set(both))}, "
+              f"repeated: {sorted({n for n in both if both.count(n) > 1})}, "
+              f"out of order: {[b for a_, b in zip(both, both[1:]) if b != a_ + 1][:10]}")
+        for name, text in (("source", src), ("destination", con)):
+            odd = [l for l in text.splitlines()
+                   if "round" in l and not re.search(r"mig round \d+ monotonic \d+\s*$", l)]
+            print(f"# {name}: {text.count('TAP version')} agent start(s), "
+                  f"{text.count('SeaBIOS (version')} firmware start(s), lines with 'round' "
+                  f"not of the workload's form: {odd[:5]}")
+    lc.check("TAP version" not in con, "the destination did not start the guest agent again")
     lc.check(re.search(r"ok \d+ - mig_workload", con) is not None,
              "memory intact and the clock monotonic across the save")
     lc.check(re.search(rf"ok \d+ - blk {dev}: read back", con) is not None,
