@@ -14,9 +14,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # seabios: the firmware of disk boots. syslinux, syslinux-common, mtools, dosfstools, fdisk:
 # the bootable disk of the firmware boot tests (tests/guest/build-disk.sh). qemu-utils:
 # qemu-img and qemu-io, which make and check the qcow2 test images.
+# libvirt-daemon-system, libvirt-clients: libvirtd and virsh driving qlite (tests/qmp/probe_test.py).
 packages=(gcc libc6-dev binutils meson ninja-build pkg-config libglib2.0-dev python3 e2fsprogs
     libaio-dev libjson-glib-dev libslirp-dev libseccomp-dev iproute2 zlib1g-dev qemu-system-x86 gnuplot-nox
-    busybox-static kmod cpio file seabios syslinux syslinux-common mtools dosfstools fdisk qemu-utils)
+    busybox-static kmod cpio file seabios syslinux syslinux-common mtools dosfstools fdisk qemu-utils
+    libvirt-daemon-system libvirt-clients)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -38,6 +38,7 @@ typedef enum {
     OPT_SANDBOX,
     OPT_ENABLE_KVM,
     OPT_ACCEL,
+    OPT_MACHINE,
     OPT_CPU,
     OPT_NODEFAULTS,
     OPT_NO_USER_CONFIG,
@@ -102,6 +103,9 @@ static const OptDef opt_defs[] = {
      "seccomp filters per thread (docs/security.md)"},
     {"enable-kvm", OPT_ENABLE_KVM, false, NULL, "accepted: qlite always uses KVM"},
     {"accel", OPT_ACCEL, true, "kvm", "accepted: qlite always uses KVM"},
+    {"machine", OPT_MACHINE, true,
+     "[type=]pc|" CMDLINE_MACHINE_PC "|none[,accel=kvm[:tcg]][,usb=off][,dump-guest-core=off]",
+     "the PC (default), or none: no VM, only the monitors (a manager's probe)"},
     {"cpu", OPT_CPU, true, "host", "accepted: the vCPUs are always the host's model"},
     {"nodefaults", OPT_NODEFAULTS, false, NULL, "no default devices (no serial unless -serial)"},
     {"no-user-config", OPT_NO_USER_CONFIG, false, NULL, "accepted: qlite reads no config file"},
@@ -251,6 +255,7 @@ static void machine_add_disk(MachineConfig *cfg, DriveConfig *d)
 typedef struct {
     bool nodefaults;
     bool serial_set;
+    bool nographic;
     bool net_set; /* -netdev or -nic given: no default NIC */
     unsigned ndrives;
     unsigned ndefault_macs;
@@ -738,6 +743,60 @@ static bool parse_accel(const char *arg, GError **error)
     return opts_check_unused(o, error);
 }
 
+/* An accel= list as QEMU's (kvm:tcg: the first that works): KVM must be in it. */
+static bool accel_ok(const char *list, GError **error)
+{
+    g_auto(GStrv) names = g_strsplit(list, ":", -1);
+    for (char **n = names; *n; n++) {
+        if (strcmp(*n, "kvm") == 0) {
+            return true;
+        }
+    }
+    g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                "accelerator '%s' is not supported: qlite only runs on KVM", list);
+    return false;
+}
+
+/*
+ * -machine: the PC under QEMU's names for it, or none (monitors only, no VM:
+ * what libvirt starts to probe an emulator). usb=off and dump-guest-core=off
+ * are what qlite does anyway (no USB; guest RAM is never in a core dump).
+ */
+static bool parse_machine(const char *arg, MachineConfig *cfg, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "type", error);
+    if (!o) {
+        return false;
+    }
+    const char *type = opts_get(o, "type");
+    const char *accel = opts_get(o, "accel");
+    static const struct {
+        const char *name, *only;
+    } fixed[] = {{"usb", "off"}, {"dump-guest-core", "off"}};
+    for (size_t i = 0; i < G_N_ELEMENTS(fixed); i++) {
+        const char *v = opts_get(o, fixed[i].name);
+        if (v && strcmp(v, fixed[i].only) != 0) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "%s=%s is not supported (qlite has %s=%s)", fixed[i].name, v,
+                        fixed[i].name, fixed[i].only);
+            return false;
+        }
+    }
+    if (!opts_check_unused(o, error) || (accel && !accel_ok(accel, error))) {
+        return false;
+    }
+    if (type && strcmp(type, "none") == 0) {
+        cfg->machine_none = true;
+    } else if (type && strcmp(type, "pc") != 0 && strcmp(type, CMDLINE_MACHINE_PC) != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "unsupported machine type '%s' (pc, " CMDLINE_MACHINE_PC ", none)", type);
+        return false;
+    } else {
+        cfg->machine_none = false;
+    }
+    return true;
+}
+
 static void add_monitor(MachineConfig *cfg, char *spec)
 {
     if (!cfg->monitors) {
@@ -868,10 +927,8 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg, 
         cfg->serial = strcmp(arg, "none") == 0 ? NULL : g_strdup(arg);
         return true;
     case OPT_NOGRAPHIC:
-        if (!st->serial_set) {
-            g_free(cfg->serial);
-            cfg->serial = g_strdup("stdio");
-        }
+        /* No display: COM1 is on stdio unless -serial or -nodefaults says otherwise. */
+        st->nographic = true;
         return true;
     case OPT_DISPLAY:
         if (strcmp(arg, "none") != 0) {
@@ -922,6 +979,8 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg, 
         return sandbox_parse(arg, &cfg->sandbox, error);
     case OPT_ACCEL:
         return parse_accel(arg, error);
+    case OPT_MACHINE:
+        return parse_machine(arg, cfg, error);
     case OPT_CPU:
         if (strcmp(arg, "host") != 0 && strcmp(arg, "max") != 0) {
             g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
@@ -986,6 +1045,12 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
             g_prefix_error(error, "%s %s: ", a, arg ? arg : "");
             return false;
         }
+    }
+    /* As QEMU: legacy -nographic means stdio, which a daemon has not, unless nothing is on it. */
+    if (st.nographic && cfg->daemonize && !st.serial_set && !st.nodefaults) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "-nographic cannot be used with -daemonize");
+        return false;
     }
     /* With no display, QEMU's default serial console would be invisible: use stdio. */
     if (!st.serial_set && !st.nodefaults && !cfg->serial) {

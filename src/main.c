@@ -55,6 +55,14 @@ int main(int argc, char **argv)
         }
         return QLITE_EXIT_ERROR;
     }
+    if (cfg.machine_none) {
+        int status = machine_none_run(&cfg);
+        machine_config_clear(&cfg);
+        if (pidfile) {
+            pidfile_remove(pidfile);
+        }
+        return status;
+    }
     bool daemonize = cfg.daemonize;
     Machine *m = machine_new(&cfg, &err);
     machine_config_clear(&cfg);

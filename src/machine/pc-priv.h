@@ -86,7 +86,7 @@ struct Machine {
     gint mig_cancel; /* migrate_cancel was asked */
     char *mig_uri;
 
-    GSource *signal_sources[3];
+    GSource *signal_sources[MACHINE_ENDING_SIGNALS];
     gint ending;     /* set once: the VM is on its way out */
     int exit_status; /* valid once ending */
     gint resetting;  /* a reset is queued on the main loop */
@@ -124,3 +124,6 @@ void machine_query_migrate(Machine *m, QmpMigrateInfo *info);
 bool machine_handover(Machine *m, bool own, GError **error);
 /* At start with -incoming URI (not defer): listen now, receive on a thread. */
 bool machine_start_incoming(Machine *m, GError **error);
+
+/* Listens on each of the monitor specs ("fd:N", or qmp_server_listen's). */
+bool machine_listen_monitors(QmpServer *qmp, GPtrArray *monitors, GError **error);

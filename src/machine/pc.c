@@ -272,6 +272,20 @@ void machine_hold_signals(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
+void machine_take_signals(GMainContext *ctx, GSourceFunc fn, void *opaque,
+                          GSource *sources[MACHINE_ENDING_SIGNALS])
+{
+    G_STATIC_ASSERT(G_N_ELEMENTS(ending_signals) == MACHINE_ENDING_SIGNALS);
+    for (size_t i = 0; i < G_N_ELEMENTS(ending_signals); i++) {
+        sources[i] = g_unix_signal_source_new(ending_signals[i]);
+        g_source_set_callback(sources[i], fn, opaque, NULL);
+        g_source_attach(sources[i], ctx);
+    }
+    sigset_t held;
+    ending_signals_set(&held);
+    pthread_sigmask(SIG_UNBLOCK, &held, NULL);
+}
+
 static gboolean machine_on_signal(gpointer opaque)
 {
     Machine *m = opaque;
@@ -575,26 +589,27 @@ static const QmpMachineOps machine_qmp_ops = {
     .query_migrate = qmp_query_migrate,
 };
 
-static bool machine_add_monitors(Machine *m, GError **error)
+bool machine_listen_monitors(QmpServer *qmp, GPtrArray *monitors, GError **error)
 {
-    if (!m->cfg.monitors || m->cfg.monitors->len == 0) {
-        return true;
-    }
-    m->qmp = qmp_server_new(&machine_qmp_ops, m, error);
-    if (!m->qmp) {
-        return false;
-    }
-    for (guint i = 0; i < m->cfg.monitors->len; i++) {
-        const char *spec = g_ptr_array_index(m->cfg.monitors, i);
-        bool ok = g_str_has_prefix(spec, "fd:")
-                      ? qmp_server_listen_fd(m->qmp, atoi(spec + 3), error)
-                      : qmp_server_listen(m->qmp, spec, error);
+    for (guint i = 0; i < monitors->len; i++) {
+        const char *spec = g_ptr_array_index(monitors, i);
+        bool ok = g_str_has_prefix(spec, "fd:") ? qmp_server_listen_fd(qmp, atoi(spec + 3), error)
+                                                : qmp_server_listen(qmp, spec, error);
         if (!ok) {
             g_prefix_error(error, "monitor %s: ", spec);
             return false;
         }
     }
     return true;
+}
+
+static bool machine_add_monitors(Machine *m, GError **error)
+{
+    if (!m->cfg.monitors || m->cfg.monitors->len == 0) {
+        return true;
+    }
+    m->qmp = qmp_server_new(&machine_qmp_ops, m, error);
+    return m->qmp && machine_listen_monitors(m->qmp, m->cfg.monitors, error);
 }
 
 /* ---- assembly ---- */
@@ -834,15 +849,7 @@ int machine_run(Machine *m)
      * After the main filter: glib's signal thread starts here and inherits it.
      * A signal held since start-up is taken now.
      */
-    G_STATIC_ASSERT(G_N_ELEMENTS(ending_signals) == G_N_ELEMENTS(m->signal_sources));
-    for (size_t i = 0; i < G_N_ELEMENTS(ending_signals); i++) {
-        m->signal_sources[i] = g_unix_signal_source_new(ending_signals[i]);
-        g_source_set_callback(m->signal_sources[i], machine_on_signal, m, NULL);
-        g_source_attach(m->signal_sources[i], m->ctx);
-    }
-    sigset_t held;
-    ending_signals_set(&held);
-    pthread_sigmask(SIG_UNBLOCK, &held, NULL);
+    machine_take_signals(m->ctx, machine_on_signal, m, m->signal_sources);
     g_main_loop_run(m->loop);
     cpus_pause(m->cpus);
     return m->exit_status;

@@ -68,6 +68,7 @@ typedef struct MachineConfig {
     bool daemonize;        /* -daemonize: handled by main.c */
     char *pidfile;         /* -pidfile */
     SandboxConfig sandbox; /* -sandbox: set up by main.c, applied per thread */
+    bool machine_none;     /* -machine none: no VM, the monitors only (none.c) */
 } MachineConfig;
 
 void machine_config_clear(MachineConfig *cfg);
@@ -84,6 +85,17 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Machine, machine_free)
  * SHUTDOWN event, as later), and only the main thread ever takes them.
  */
 void machine_hold_signals(void);
+
+/*
+ * Then the main loop's thread takes them: a source for each on ctx calling
+ * fn(opaque), and the held ones are delivered.
+ */
+#define MACHINE_ENDING_SIGNALS 3 /* SIGINT, SIGTERM, SIGHUP */
+void machine_take_signals(GMainContext *ctx, GSourceFunc fn, void *opaque,
+                          GSource *sources[MACHINE_ENDING_SIGNALS]);
+
+/* -machine none: no VM, the monitors alone until quit; returns the exit status. */
+int machine_none_run(const MachineConfig *cfg);
 
 /* Runs the VM until it ends; returns the process exit code. */
 int machine_run(Machine *m);

@@ -6,6 +6,7 @@
  */
 #include "monitor/qmp-int.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 /*
@@ -151,54 +152,11 @@ void qmp_server_migration_params(QmpServer *s, int64_t *downtime_limit, int64_t 
         s ? __atomic_load_n(&s->max_bandwidth, __ATOMIC_RELAXED) : QMP_DEFAULT_MAX_BANDWIDTH;
 }
 
-/* migrate-set-capabilities: "events" is the one qlite has; others are refused. */
+/* migrate-set-capabilities: "events" is the one qlite has (the schema checked the rest). */
 JsonNode *qmp_cmd_migrate_set_capabilities(QmpServer *s, JsonObject *args)
 {
-    JsonNode *list = json_object_get_member(args, "capabilities");
-    if (!list) {
-        return qmp_error("GenericError", "Parameter 'capabilities' is missing");
-    }
-    if (!JSON_NODE_HOLDS_ARRAY(list)) {
-        return qmp_error("GenericError",
-                         "Invalid parameter type for 'capabilities', expected: array");
-    }
-    JsonArray *a = json_node_get_array(list);
-    guint n = json_array_get_length(a);
-    /* Every element checked (as QEMU names them, capabilities[i].member) before any applies. */
-    for (guint i = 0; i < n; i++) {
-        JsonNode *e = json_array_get_element(a, i);
-        if (!JSON_NODE_HOLDS_OBJECT(e)) {
-            return qmp_error("GenericError",
-                             "Invalid parameter type for 'capabilities[%u]', expected: object", i);
-        }
-        JsonObject *c = json_node_get_object(e);
-        JsonNode *name = json_object_get_member(c, "capability");
-        JsonNode *state = json_object_get_member(c, "state");
-        if (!name) {
-            return qmp_error("GenericError", "Parameter 'capabilities[%u].capability' is missing",
-                             i);
-        }
-        if (!JSON_NODE_HOLDS_VALUE(name) || json_node_get_value_type(name) != G_TYPE_STRING) {
-            return qmp_error("GenericError",
-                             "Invalid parameter type for 'capabilities[%u].capability', "
-                             "expected: string",
-                             i);
-        }
-        if (!state) {
-            return qmp_error("GenericError", "Parameter 'capabilities[%u].state' is missing", i);
-        }
-        if (!JSON_NODE_HOLDS_VALUE(state) || json_node_get_value_type(state) != G_TYPE_BOOLEAN) {
-            return qmp_error("GenericError",
-                             "Invalid parameter type for 'capabilities[%u].state', expected: "
-                             "boolean",
-                             i);
-        }
-        if (strcmp(json_node_get_string(name), "events") != 0) {
-            return qmp_error("GenericError", "Capability '%s' is not supported by qlite",
-                             json_node_get_string(name));
-        }
-    }
-    for (guint i = 0; i < n; i++) {
+    JsonArray *a = json_object_get_array_member(args, "capabilities");
+    for (guint i = 0; i < json_array_get_length(a); i++) {
         JsonObject *c = json_array_get_object_element(a, i);
         g_atomic_int_set(&s->mig_events, json_object_get_boolean_member(c, "state"));
     }
@@ -217,21 +175,32 @@ JsonNode *qmp_cmd_query_migrate_capabilities(QmpServer *s, JsonObject *args)
     return qmp_return(n);
 }
 
-/* downtime-limit (ms) and max-bandwidth (bytes/s), kept for query-migrate-parameters. */
+/*
+ * downtime-limit (ms) and max-bandwidth (bytes/s), kept for
+ * query-migrate-parameters; both checked before either is set, as QEMU.
+ */
 JsonNode *qmp_cmd_migrate_set_parameters(QmpServer *s, JsonObject *args)
 {
-    static const char *const names[] = {"downtime-limit", "max-bandwidth"};
-    int64_t *fields[] = {&s->downtime_limit, &s->max_bandwidth};
-    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
-        JsonNode *v = json_object_get_member(args, names[i]);
-        if (!v) {
-            continue;
-        }
-        if (json_node_get_value_type(v) != G_TYPE_INT64 || json_node_get_int(v) < 0) {
-            return qmp_error("GenericError", "Parameter '%s' expects a non-negative integer",
-                             names[i]);
-        }
-        __atomic_store_n(fields[i], json_node_get_int(v), __ATOMIC_RELAXED);
+    bool has_downtime = json_object_has_member(args, "downtime-limit");
+    bool has_bandwidth = json_object_has_member(args, "max-bandwidth");
+    int64_t downtime = has_downtime ? json_object_get_int_member(args, "downtime-limit") : 0;
+    int64_t bandwidth = has_bandwidth ? json_object_get_int_member(args, "max-bandwidth") : 0;
+    if (downtime < 0 || downtime > QMP_MAX_DOWNTIME_LIMIT) {
+        return qmp_error("GenericError",
+                         "Parameter 'downtime_limit' expects an integer in the range of 0 to "
+                         "(2000 * 1000) ms");
+    }
+    if (bandwidth < 0) {
+        return qmp_error("GenericError",
+                         "Parameter 'max_bandwidth' expects an integer in the range of 0 to "
+                         "%" PRId64 " bytes/second",
+                         INT64_MAX);
+    }
+    if (has_downtime) {
+        __atomic_store_n(&s->downtime_limit, downtime, __ATOMIC_RELAXED);
+    }
+    if (has_bandwidth) {
+        __atomic_store_n(&s->max_bandwidth, bandwidth, __ATOMIC_RELAXED);
     }
     return qmp_return(NULL);
 }

@@ -47,8 +47,9 @@ JsonNode *qmp_cmd_query_name(QmpServer *s, JsonObject *args)
 
 JsonNode *qmp_cmd_query_kvm(QmpServer *s, JsonObject *args)
 {
+    /* present: built with KVM support, which qlite always is; enabled: in use. */
     JsonObject *o = json_object_new();
-    json_object_set_boolean_member(o, "enabled", TRUE);
+    json_object_set_boolean_member(o, "enabled", !s->ops->kvm || s->ops->kvm(s->opaque));
     json_object_set_boolean_member(o, "present", TRUE);
     return qmp_return(qmp_object_node(o));
 }

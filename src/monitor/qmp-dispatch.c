@@ -5,69 +5,81 @@
  * echoed in the reply.
  */
 #include "monitor/qmp-int.h"
+#include "monitor/qmp-schema.h"
+
+#include <gio/gio.h>
 
 #include <string.h>
 
 typedef JsonNode *(*QmpHandler)(QmpServer *s, JsonObject *args);
 
+/* The handlers of the commands qmp-schema.json describes (checked both ways at start). */
 typedef struct {
     const char *name;
     QmpHandler fn;
-    const char *const *params;   /* accepted argument names, NULL-terminated */
-    const char *const *required; /* those that must be there, of type string */
 } QmpCommand;
 
 static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args);
-
-static const char *const no_params[] = {NULL};
-static const char *const hmp_params[] = {"command-line", "cpu-index", NULL};
-static const char *const hmp_required[] = {"command-line", NULL};
-static const char *const id_param[] = {"id", NULL};
-static const char *const uri_param[] = {"uri", NULL};
-static const char *const migrate_params[] = {"uri", "blk", "inc", "detach", "resume", NULL};
-static const char *const caps_param[] = {"capabilities", NULL};
-static const char *const fdname_param[] = {"fdname", NULL};
-static const char *const mig_parameters[] = {"downtime-limit", "max-bandwidth", NULL};
+static JsonNode *cmd_query_qmp_schema(QmpServer *s, JsonObject *args);
 
 static const QmpCommand qmp_commands[] = {
-    {"qmp_capabilities", NULL, (const char *const[]){"enable", NULL}, no_params},
-    {"query-version", qmp_cmd_query_version, no_params, no_params},
-    {"query-commands", cmd_query_commands, no_params, no_params},
-    {"query-status", qmp_cmd_query_status, no_params, no_params},
-    {"query-name", qmp_cmd_query_name, no_params, no_params},
-    {"query-kvm", qmp_cmd_query_kvm, no_params, no_params},
-    {"query-cpus-fast", qmp_cmd_query_cpus_fast, no_params, no_params},
-    {"query-block", qmp_cmd_query_block, no_params, no_params},
-    {"device_del", qmp_cmd_device_del, id_param, id_param},
-    {"stop", qmp_cmd_stop, no_params, no_params},
-    {"cont", qmp_cmd_cont, no_params, no_params},
-    {"system_reset", qmp_cmd_system_reset, no_params, no_params},
-    {"system_powerdown", qmp_cmd_system_powerdown, no_params, no_params},
-    {"quit", qmp_cmd_quit, no_params, no_params},
-    {"human-monitor-command", qmp_cmd_hmp, hmp_params, hmp_required},
-    {"getfd", qmp_cmd_getfd, fdname_param, fdname_param},
-    {"closefd", qmp_cmd_closefd, fdname_param, fdname_param},
-    {"migrate", qmp_cmd_migrate, migrate_params, uri_param},
-    {"migrate-incoming", qmp_cmd_migrate_incoming, uri_param, uri_param},
-    {"migrate_cancel", qmp_cmd_migrate_cancel, no_params, no_params},
-    {"query-migrate", qmp_cmd_query_migrate, no_params, no_params},
-    {"migrate-set-capabilities", qmp_cmd_migrate_set_capabilities, caps_param, no_params},
-    {"query-migrate-capabilities", qmp_cmd_query_migrate_capabilities, no_params, no_params},
-    {"migrate-set-parameters", qmp_cmd_migrate_set_parameters, mig_parameters, no_params},
-    {"query-migrate-parameters", qmp_cmd_query_migrate_parameters, no_params, no_params},
+    {"qmp_capabilities", NULL},
+    {"query-version", qmp_cmd_query_version},
+    {"query-commands", cmd_query_commands},
+    {"query-qmp-schema", cmd_query_qmp_schema},
+    {"query-target", qmp_cmd_query_target},
+    {"query-machines", qmp_cmd_query_machines},
+    {"query-cpu-definitions", qmp_cmd_query_cpu_definitions},
+    {"query-command-line-options", qmp_cmd_query_command_line_options},
+    {"qom-list-types", qmp_cmd_qom_list_types},
+    {"device-list-properties", qmp_cmd_device_list_properties},
+    {"qom-list-properties", qmp_cmd_qom_list_properties},
+    {"query-status", qmp_cmd_query_status},
+    {"query-name", qmp_cmd_query_name},
+    {"query-kvm", qmp_cmd_query_kvm},
+    {"query-cpus-fast", qmp_cmd_query_cpus_fast},
+    {"query-block", qmp_cmd_query_block},
+    {"device_del", qmp_cmd_device_del},
+    {"stop", qmp_cmd_stop},
+    {"cont", qmp_cmd_cont},
+    {"system_reset", qmp_cmd_system_reset},
+    {"system_powerdown", qmp_cmd_system_powerdown},
+    {"quit", qmp_cmd_quit},
+    {"human-monitor-command", qmp_cmd_hmp},
+    {"getfd", qmp_cmd_getfd},
+    {"closefd", qmp_cmd_closefd},
+    {"migrate", qmp_cmd_migrate},
+    {"migrate-incoming", qmp_cmd_migrate_incoming},
+    {"migrate_cancel", qmp_cmd_migrate_cancel},
+    {"query-migrate", qmp_cmd_query_migrate},
+    {"migrate-set-capabilities", qmp_cmd_migrate_set_capabilities},
+    {"query-migrate-capabilities", qmp_cmd_query_migrate_capabilities},
+    {"migrate-set-parameters", qmp_cmd_migrate_set_parameters},
+    {"query-migrate-parameters", qmp_cmd_query_migrate_parameters},
 };
+
+static JsonNode *array_node(JsonArray *a)
+{
+    JsonNode *n = json_node_alloc();
+    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), a);
+    return n;
+}
 
 static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args)
 {
     JsonArray *a = json_array_new();
-    for (size_t i = 0; i < G_N_ELEMENTS(qmp_commands); i++) {
+    g_autoptr(GList) names = qmp_schema_commands();
+    for (GList *n = names; n; n = n->next) {
         JsonObject *o = json_object_new();
-        json_object_set_string_member(o, "name", qmp_commands[i].name);
+        json_object_set_string_member(o, "name", n->data);
         json_array_add_object_element(a, o);
     }
-    JsonNode *n = json_node_alloc();
-    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), a);
-    return qmp_return(n);
+    return qmp_return(array_node(a));
+}
+
+static JsonNode *cmd_query_qmp_schema(QmpServer *s, JsonObject *args)
+{
+    return qmp_return(qmp_schema_introspect());
 }
 
 static const QmpCommand *find_command(const char *name)
@@ -80,14 +92,26 @@ static const QmpCommand *find_command(const char *name)
     return NULL;
 }
 
-static bool param_known(const QmpCommand *c, const char *name)
+bool qmp_dispatch_check_schema(GError **error)
 {
-    for (const char *const *p = c->params; *p; p++) {
-        if (strcmp(*p, name) == 0) {
-            return true;
+    for (size_t i = 0; i < G_N_ELEMENTS(qmp_commands); i++) {
+        if (!qmp_schema_has_command(qmp_commands[i].name)) {
+            g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                        "QMP command %s has a handler but is not in qmp-schema.json",
+                        qmp_commands[i].name);
+            return false;
         }
     }
-    return false;
+    g_autoptr(GList) names = qmp_schema_commands();
+    for (GList *n = names; n; n = n->next) {
+        if (!find_command(n->data)) {
+            g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                        "QMP command %s is in qmp-schema.json but has no handler",
+                        (const char *)n->data);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* Checks the request's shape and runs it; returns the reply without the id. */
@@ -135,50 +159,18 @@ static JsonNode *dispatch(QmpClient *c, JsonObject *req)
     /* No arguments reads as none given: every handler gets an object. */
     g_autoptr(JsonObject) none = argn ? NULL : json_object_new();
     JsonObject *args = argn ? json_node_get_object(argn) : none;
-    /* As QEMU: a missing argument is reported before an unexpected one. */
-    for (const char *const *r = cmd->required; *r; r++) {
-        JsonNode *v = args ? json_object_get_member(args, *r) : NULL;
-        if (!v) {
-            return qmp_error("GenericError", "Parameter '%s' is missing", *r);
-        }
-        if (!JSON_NODE_HOLDS_VALUE(v) || json_node_get_value_type(v) != G_TYPE_STRING) {
-            return qmp_error("GenericError", "Invalid parameter type for '%s', expected: string",
-                             *r);
-        }
-    }
-    if (args) {
-        g_autoptr(GList) keys = json_object_get_members(args);
-        for (GList *k = keys; k; k = k->next) {
-            if (!param_known(cmd, k->data)) {
-                return qmp_error("GenericError", "Parameter '%s' is unexpected",
-                                 (const char *)k->data);
-            }
-        }
+    JsonNode *bad = qmp_schema_check_args(name, args);
+    if (bad) {
+        return bad;
     }
     if (!cmd->fn) { /* qmp_capabilities */
-        JsonNode *enable = args ? json_object_get_member(args, "enable") : NULL;
-        if (enable && !JSON_NODE_HOLDS_ARRAY(enable)) {
-            return qmp_error("GenericError",
-                             "Invalid parameter type for 'enable', expected: array");
-        }
-        for (guint i = 0; enable && i < json_array_get_length(json_node_get_array(enable)); i++) {
-            JsonNode *cap = json_array_get_element(json_node_get_array(enable), i);
-            if (!JSON_NODE_HOLDS_VALUE(cap) || json_node_get_value_type(cap) != G_TYPE_STRING ||
-                strcmp(json_node_get_string(cap), "oob") != 0) {
-                /* QEMU's message names 'null', not 'enable'. */
-                return qmp_error("GenericError", "Parameter 'null' does not accept value '%s'",
-                                 JSON_NODE_HOLDS_VALUE(cap) &&
-                                         json_node_get_value_type(cap) == G_TYPE_STRING
-                                     ? json_node_get_string(cap)
-                                     : "");
-            }
-        }
         if (c->negotiated) {
             return qmp_error("CommandNotFound",
                              "Capabilities negotiation is already complete, command ignored");
         }
         c->negotiated = true;
-        c->oob = enable && json_array_get_length(json_node_get_array(enable)) > 0;
+        c->oob = json_object_has_member(args, "enable") &&
+                 json_array_get_length(json_object_get_array_member(args, "enable")) > 0;
         return qmp_return(NULL);
     }
     c->l->s->cur = c;

@@ -9,6 +9,8 @@
  *   qmp-server.c         set-up, listening sockets, events, tear-down
  *   qmp-client.c         a connection: accept, greeting, input, output
  *   qmp-dispatch.c       a request from its text to its reply; the command table
+ *   qmp-schema.c         the description (qmp-schema.json): argument checks, introspection
+ *   qmp-cmd-probe.c      what a manager asks first: target, machines, QOM types and properties
  *   qmp-cmd-run.c        the VM as a whole: status, stop, cont, reset, quit, HMP
  *   qmp-cmd-block.c      query-block, device_del
  *   qmp-cmd-fd.c         getfd, closefd, the descriptors a monitor keeps
@@ -73,6 +75,8 @@ void qmp_listener_watch(QmpListener *l);
 
 /* qmp-dispatch.c: the framer's callback, one request text of client opaque. */
 void qmp_client_handle_text(void *opaque, const char *text, size_t len, const char *refusal);
+/* Whether every command has a handler and every handler a description. */
+bool qmp_dispatch_check_schema(GError **error);
 
 /* qmp-cmd-fd.c: the free function of QmpListener.fds; the take for an fd:NAME URI. */
 void qmp_monitor_fd_free(gpointer p);
@@ -80,6 +84,13 @@ int qmp_monitor_fd_take(QmpServer *s, const char *name);
 
 /* The commands, which qmp-dispatch.c's table names; each returns its reply. */
 JsonNode *qmp_cmd_query_version(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_query_target(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_query_machines(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_query_cpu_definitions(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_query_command_line_options(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_qom_list_types(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_device_list_properties(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_qom_list_properties(QmpServer *s, JsonObject *args);
 JsonNode *qmp_cmd_query_status(QmpServer *s, JsonObject *args);
 JsonNode *qmp_cmd_query_name(QmpServer *s, JsonObject *args);
 JsonNode *qmp_cmd_query_kvm(QmpServer *s, JsonObject *args);

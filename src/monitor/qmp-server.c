@@ -91,6 +91,9 @@ void qmp_server_event(QmpServer *s, const char *name, JsonNode *data)
 
 QmpServer *qmp_server_new(const QmpMachineOps *ops, void *opaque, GError **error)
 {
+    if (!qmp_dispatch_check_schema(error)) {
+        return NULL;
+    }
     g_autoptr(QmpServer) s = g_new0(QmpServer, 1);
     s->ops = ops;
     s->opaque = opaque;

@@ -66,6 +66,8 @@ typedef struct QmpMachineOps {
     bool (*migrate_incoming)(void *opaque, const char *uri, int fd, GError **error);
     void (*migrate_cancel)(void *opaque);
     void (*query_migrate)(void *opaque, QmpMigrateInfo *info);
+    /* Whether KVM is there and used (query-kvm); NULL: a VM runs, so it is. */
+    bool (*kvm)(void *opaque);
 } QmpMachineOps;
 
 QmpServer *qmp_server_new(const QmpMachineOps *ops, void *opaque, GError **error);
@@ -93,6 +95,7 @@ void qmp_server_event(QmpServer *s, const char *name, JsonNode *data);
 void qmp_server_migration_event(QmpServer *s, const char *status);
 /* QEMU's defaults for migrate-set-parameters. */
 #define QMP_DEFAULT_DOWNTIME_LIMIT 300         /* ms */
+#define QMP_MAX_DOWNTIME_LIMIT 2000000         /* ms, as QEMU */
 #define QMP_DEFAULT_MAX_BANDWIDTH  (128 << 20) /* bytes/s */
 
 /* MIGRATION_PASS, when the events capability is on. */

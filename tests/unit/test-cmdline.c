@@ -332,7 +332,8 @@ static void test_errors(void)
     expect_error("mode=readline is not supported", "-kernel", "/k", "-chardev",
                  "socket,id=m,path=/s,server=on,wait=off", "-mon", "chardev=m", NULL);
     expect_error("server=on,wait=off", "-kernel", "/k", "-chardev", "socket,id=m,path=/s", NULL);
-    expect_error("cannot be on stdio", "-kernel", "/k", "-daemonize", "-nographic", NULL);
+    expect_error("-nographic cannot be used with -daemonize", "-kernel", "/k", "-daemonize",
+                 "-nographic", NULL);
     expect_error("backend 'pty' is not supported", "-kernel", "/k", "-chardev", "pty,id=m", NULL);
     expect_error("no -netdev with id 'n9'", "-kernel", "/k", "-netdev", "user,id=n0", "-device",
                  "virtio-net-pci,netdev=n9", NULL);
