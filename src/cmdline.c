@@ -264,6 +264,7 @@ typedef struct {
     GHashTable *netdev_ids;      /* every netdev id seen */
     GHashTable *chardevs;        /* -chardev id -> monitor spec, until a -mon takes it */
     GHashTable *rng_objects;     /* -object rng-random/rng-builtin ids */
+    const char *pci_slots[32];   /* the driver given each slot with addr= */
 } CmdlineState;
 
 static void cmdline_state_clear(CmdlineState *st)
@@ -281,17 +282,70 @@ static void nic_free(gpointer p)
     nic_config_free(p);
 }
 
+static void rng_free(gpointer p)
+{
+    rng_config_free(p);
+}
+
 static void netdev_free(gpointer p)
 {
     netdev_config_free(p);
 }
 
+/*
+ * bus=pci.0 (the one bus) and addr=SLOT[.0] (hex, as QEMU: "0x3", "03.0",
+ * "1f"): the slot the device's PCI function sits in, 0 when addr= is absent
+ * (the first free one). Functions other than 0 and slots given twice are
+ * refused, the latter with QEMU's message.
+ */
+static bool parse_pci_addr(Opts *o, const char *driver, CmdlineState *st, unsigned *slot,
+                           GError **error)
+{
+    const char *bus = opts_get(o, "bus");
+    const char *addr = opts_get(o, "addr");
+    *slot = 0;
+    if (bus && strcmp(bus, "pci.0") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "Bus '%s' not found", bus);
+        return false;
+    }
+    if (!addr) {
+        return true;
+    }
+    g_auto(GStrv) parts = g_strsplit(addr, ".", 2);
+    guint64 s, f = 0;
+    if (!g_ascii_string_to_unsigned(g_str_has_prefix(parts[0], "0x") ? parts[0] + 2 : parts[0],
+                                    16, 0, 31, &s, NULL) ||
+        (parts[1] && !g_ascii_string_to_unsigned(
+                         g_str_has_prefix(parts[1], "0x") ? parts[1] + 2 : parts[1], 16, 0, 7,
+                         &f, NULL))) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "Property '%s.addr' doesn't take value '%s'", driver, addr);
+        return false;
+    }
+    if (s == 0 || f != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "%s: addr=%s: qlite places single-function devices in slots 1 to 31",
+                    driver, addr);
+        return false;
+    }
+    if (st->pci_slots[s]) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "PCI: slot %u function 0 not available for %s, in use by %s", (unsigned)s,
+                    driver, st->pci_slots[s]);
+        return false;
+    }
+    st->pci_slots[s] = driver;
+    *slot = (unsigned)s;
+    return true;
+}
+
 /* A NIC without mac= gets QEMU's 52:54:00:12:34:56, counting up per such NIC. */
 static void machine_add_nic(MachineConfig *cfg, NetdevConfig *nd, const char *mac,
-                            unsigned *ndefault_macs, GError **error)
+                            unsigned *ndefault_macs, unsigned slot, GError **error)
 {
     NicConfig *nic = g_new0(NicConfig, 1);
     nic->netdev = nd;
+    nic->pci_slot = slot;
     if (mac) {
         if (!virtio_net_parse_mac(mac, nic->mac, error)) {
             nic_config_free(nic);
@@ -311,8 +365,9 @@ static bool parse_virtio_net(Opts *o, MachineConfig *cfg, CmdlineState *st, GErr
 {
     const char *netdev = opts_get(o, "netdev");
     const char *mac = opts_get(o, "mac");
+    unsigned slot;
     opts_get(o, "id");
-    if (!opts_check_unused(o, error)) {
+    if (!parse_pci_addr(o, "virtio-net-pci", st, &slot, error) || !opts_check_unused(o, error)) {
         return false;
     }
     if (!netdev) {
@@ -331,7 +386,7 @@ static bool parse_virtio_net(Opts *o, MachineConfig *cfg, CmdlineState *st, GErr
     g_hash_table_steal(st->pending_netdevs, netdev);
     g_free(key);
     GError *err = NULL;
-    machine_add_nic(cfg, value, mac, &st->ndefault_macs, &err);
+    machine_add_nic(cfg, value, mac, &st->ndefault_macs, slot, &err);
     if (err) {
         g_propagate_error(error, err);
         return false;
@@ -413,7 +468,7 @@ static bool parse_nic(const char *arg, MachineConfig *cfg, CmdlineState *st, GEr
         return false;
     }
     GError *err = NULL;
-    machine_add_nic(cfg, nd, mac, &st->ndefault_macs, &err);
+    machine_add_nic(cfg, nd, mac, &st->ndefault_macs, 0, &err);
     if (err) {
         g_propagate_error(error, err);
         return false;
@@ -479,13 +534,15 @@ static bool parse_boot(const char *arg, MachineConfig *cfg, GError **error)
     return true;
 }
 
-static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, GHashTable *pending, GError **error)
+static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, CmdlineState *st, GError **error)
 {
+    GHashTable *pending = st->pending_drives;
     const char *drive = opts_get(o, "drive");
     const char *serial = opts_get(o, "serial");
     const char *bootindex = opts_get(o, "bootindex");
+    unsigned slot;
     opts_get(o, "id"); /* a device id names nothing yet: no hotplug, no monitor */
-    if (!opts_check_unused(o, error)) {
+    if (!parse_pci_addr(o, "virtio-blk-pci", st, &slot, error) || !opts_check_unused(o, error)) {
         return false;
     }
     MachineBootIndex bi = {.disk = cfg->disks ? cfg->disks->len : 0};
@@ -524,6 +581,7 @@ static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, GHashTable *pending, G
     g_hash_table_steal(pending, drive);
     g_free(key);
     DriveConfig *d = value;
+    d->pci_slot = slot;
     if (serial) {
         g_free(d->serial);
         d->serial = g_strdup(serial);
@@ -543,7 +601,8 @@ static bool parse_virtio_rng(Opts *o, MachineConfig *cfg, CmdlineState *st, GErr
 {
     const char *rng = opts_get(o, "rng");
     const char *id = opts_get(o, "id");
-    if (!opts_check_unused(o, error)) {
+    unsigned slot;
+    if (!parse_pci_addr(o, "virtio-rng-pci", st, &slot, error) || !opts_check_unused(o, error)) {
         return false;
     }
     if (rng && !g_hash_table_contains(st->rng_objects, rng)) {
@@ -552,9 +611,12 @@ static bool parse_virtio_rng(Opts *o, MachineConfig *cfg, CmdlineState *st, GErr
         return false;
     }
     if (!cfg->rngs) {
-        cfg->rngs = g_ptr_array_new_with_free_func(g_free);
+        cfg->rngs = g_ptr_array_new_with_free_func(rng_free);
     }
-    g_ptr_array_add(cfg->rngs, g_strdup_printf("%s", id ? id : "virtio-rng"));
+    RngConfig *r = g_new0(RngConfig, 1);
+    r->id = g_strdup(id ? id : "virtio-rng");
+    r->pci_slot = slot;
+    g_ptr_array_add(cfg->rngs, r);
     return true;
 }
 
@@ -612,7 +674,7 @@ static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st, 
         return parse_debug_exit(o, cfg, error);
     }
     if (driver && strcmp(driver, "virtio-blk-pci") == 0) {
-        return parse_virtio_blk(o, cfg, st->pending_drives, error);
+        return parse_virtio_blk(o, cfg, st, error);
     }
     if (driver && strcmp(driver, "virtio-net-pci") == 0) {
         return parse_virtio_net(o, cfg, st, error);

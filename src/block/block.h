@@ -37,7 +37,8 @@ typedef struct DriveConfig {
     char *format; /* "raw", "qcow2", or NULL: probed as QEMU does */
     bool readonly;
     BlockCacheMode cache;
-    char *serial; /* virtio-blk GET_ID, up to 20 bytes used */
+    char *serial;      /* virtio-blk GET_ID, up to 20 bytes used */
+    unsigned pci_slot; /* -device virtio-blk-pci,addr=: its slot, or 0 for the first free */
     /*
      * Opened for an incoming migration: the source still owns the image, so
      * no lock is taken until block_set_owned(bb, true), as QEMU's inactive

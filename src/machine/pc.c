@@ -27,6 +27,12 @@ void nic_config_free(NicConfig *nic)
     g_free(nic);
 }
 
+void rng_config_free(RngConfig *rng)
+{
+    g_free(rng->id);
+    g_free(rng);
+}
+
 void machine_config_clear(MachineConfig *cfg)
 {
     g_free(cfg->kernel);
@@ -360,14 +366,37 @@ static void virtio_pci_free_cb(gpointer p)
 }
 
 /* Puts a virtio device on the PCI bus behind its own virtio-pci function. */
-static bool machine_plug_virtio(Machine *m, VirtioDevice *vdev, GError **error)
+static bool machine_plug_virtio(Machine *m, VirtioDevice *vdev, unsigned slot, GError **error)
 {
     VirtioPci *vp = virtio_pci_new(vdev, &machine_virtio_host_ops, m, &machine_msi_ops, m, error);
     if (!vp) {
         return false;
     }
     g_ptr_array_add(m->virtio, vp);
-    return pci_host_plug(m->pci, virtio_pci_device(vp), error);
+    return pci_host_plug(m->pci, virtio_pci_device(vp), slot, error);
+}
+
+/* The slots given with addr= (the command line checked them): kept from the others. */
+static void machine_reserve_slots(Machine *m)
+{
+    for (guint i = 0; m->cfg.disks && i < m->cfg.disks->len; i++) {
+        const DriveConfig *d = g_ptr_array_index(m->cfg.disks, i);
+        if (d->pci_slot) {
+            pci_host_reserve(m->pci, d->pci_slot);
+        }
+    }
+    for (guint i = 0; m->cfg.nics && i < m->cfg.nics->len; i++) {
+        const NicConfig *nic = g_ptr_array_index(m->cfg.nics, i);
+        if (nic->pci_slot) {
+            pci_host_reserve(m->pci, nic->pci_slot);
+        }
+    }
+    for (guint i = 0; m->cfg.rngs && i < m->cfg.rngs->len; i++) {
+        const RngConfig *rng = g_ptr_array_index(m->cfg.rngs, i);
+        if (rng->pci_slot) {
+            pci_host_reserve(m->pci, rng->pci_slot);
+        }
+    }
 }
 
 static bool machine_add_pci(Machine *m, GError **error)
@@ -380,6 +409,7 @@ static bool machine_add_pci(Machine *m, GError **error)
         pci_host_leave_bars(m->pci);
     }
     m->virtio = g_ptr_array_new_with_free_func(virtio_pci_free_cb);
+    machine_reserve_slots(m);
     for (guint i = 0; m->cfg.disks && i < m->cfg.disks->len; i++) {
         DriveConfig d = *(const DriveConfig *)g_ptr_array_index(m->cfg.disks, i);
         /* An incoming VM takes its images over only once the migration is done. */
@@ -389,7 +419,7 @@ static bool machine_add_pci(Machine *m, GError **error)
             g_prefix_error(error, "-drive %s: ", d.file);
             return false;
         }
-        if (!machine_plug_virtio(m, vdev, error)) {
+        if (!machine_plug_virtio(m, vdev, d.pci_slot, error)) {
             return false;
         }
     }
@@ -407,13 +437,14 @@ static bool machine_add_pci(Machine *m, GError **error)
             net_backend_free(nb);
             return false;
         }
-        if (!machine_plug_virtio(m, vdev, error)) {
+        if (!machine_plug_virtio(m, vdev, nic->pci_slot, error)) {
             return false;
         }
     }
     for (guint i = 0; m->cfg.rngs && i < m->cfg.rngs->len; i++) {
-        VirtioDevice *vdev = virtio_rng_new(g_ptr_array_index(m->cfg.rngs, i), m->mem, error);
-        if (!vdev || !machine_plug_virtio(m, vdev, error)) {
+        const RngConfig *rng = g_ptr_array_index(m->cfg.rngs, i);
+        VirtioDevice *vdev = virtio_rng_new(rng->id, m->mem, error);
+        if (!vdev || !machine_plug_virtio(m, vdev, rng->pci_slot, error)) {
             return false;
         }
     }

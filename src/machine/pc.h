@@ -18,7 +18,16 @@
 typedef struct NicConfig {
     NetdevConfig *netdev; /* owned */
     uint8_t mac[6];
+    unsigned pci_slot; /* addr=: its slot, or 0 for the first free */
 } NicConfig;
+
+/* A virtio-rng-pci. */
+typedef struct RngConfig {
+    char *id;
+    unsigned pci_slot; /* addr=: its slot, or 0 for the first free */
+} RngConfig;
+
+void rng_config_free(RngConfig *rng);
 
 void nic_config_free(NicConfig *nic);
 
@@ -59,7 +68,7 @@ typedef struct MachineConfig {
     bool boot_strict;      /* strict=on: only the devices with a bootindex */
     int64_t boot_retry_ms; /* reboot-timeout=: -1 for the firmware's default */
     GArray *bootindex;     /* MachineBootIndex: disks given a bootindex= */
-    /* virtio-rng-pci devices after the NICs: their ids (owned strings). */
+    /* virtio-rng-pci devices after the NICs (RngConfig *, owned). */
     GPtrArray *rngs;
     /* QMP monitors: "unix:PATH,server=on,wait=off", "tcp:...", or "fd:N" (owned strings). */
     GPtrArray *monitors;

@@ -15,6 +15,7 @@ struct PciHost {
 
     PciDevice bridge; /* 00.0 */
     PciDevice *slots[PCI_HOST_SLOTS];
+    uint32_t reserved; /* a bit per slot a caller placed a device in */
     uint64_t firmware_bar[PCI_HOST_SLOTS][PCI_NUM_BARS];
     uint64_t mmio_next;
     bool guest_firmware; /* the guest's firmware places the BARs */
@@ -226,15 +227,29 @@ static void pci_host_assign_bars(PciHost *h, unsigned slot)
     pci_enable_decode(d);
 }
 
-bool pci_host_plug(PciHost *h, PciDevice *d, GError **error)
+void pci_host_reserve(PciHost *h, unsigned slot)
 {
-    unsigned slot = 0;
-    while (slot < PCI_HOST_SLOTS && h->slots[slot]) {
-        slot++;
-    }
-    if (slot == PCI_HOST_SLOTS) {
+    g_assert(slot > 0 && slot < PCI_HOST_SLOTS);
+    h->reserved |= 1u << slot;
+}
+
+bool pci_host_plug(PciHost *h, PciDevice *d, unsigned slot, GError **error)
+{
+    if (slot == 0) {
+        slot = 1;
+        while (slot < PCI_HOST_SLOTS && (h->slots[slot] || (h->reserved & (1u << slot)))) {
+            slot++;
+        }
+        if (slot == PCI_HOST_SLOTS) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "%s: no free PCI slot (bus 0 has %d)", d->name, PCI_HOST_SLOTS);
+            return false;
+        }
+    } else if (slot >= PCI_HOST_SLOTS || h->slots[slot]) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "%s: no free PCI slot (bus 0 has %d)", d->name, PCI_HOST_SLOTS);
+                    "PCI: slot %u function 0 not available for %s%s%s", slot, d->name,
+                    slot < PCI_HOST_SLOTS ? ", in use by " : "",
+                    slot < PCI_HOST_SLOTS ? h->slots[slot]->name : "");
         return false;
     }
     /* What firmware does before the OS runs: place BARs, largest alignment first is not
@@ -247,8 +262,8 @@ bool pci_host_plug(PciHost *h, PciDevice *d, GError **error)
             continue;
         }
         if (b->kind == PCI_BAR_KIND_IO) {
-            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                        "%s: I/O BARs are not supported", d->name);
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "%s: I/O BARs are not supported",
+                        d->name);
             return false;
         }
         uint64_t a = (next + b->size - 1) & ~(b->size - 1);
@@ -294,8 +309,7 @@ void pci_host_reset(PciHost *h)
     }
 }
 
-PciHost *pci_host_new(Bus *pio, Bus *mmio, PciHostIrqFn set_irq, void *irq_opaque,
-                      GError **error)
+PciHost *pci_host_new(Bus *pio, Bus *mmio, PciHostIrqFn set_irq, void *irq_opaque, GError **error)
 {
     g_autoptr(PciHost) h = g_new0(PciHost, 1);
     h->pio = pio;
@@ -309,8 +323,11 @@ PciHost *pci_host_new(Bus *pio, Bus *mmio, PciHostIrqFn set_irq, void *irq_opaqu
      * for; QEMU's subsystem IDs (Red Hat, "QEMU virtual machine") are how
      * SeaBIOS knows it runs on QEMU's platform, with fw_cfg.
      */
-    PciDeviceInfo info = {.name = "pci-host", .vendor_id = 0x1b36, .device_id = 0x0008,
-                          .subsystem_vendor_id = 0x1af4, .subsystem_id = 0x1100,
+    PciDeviceInfo info = {.name = "pci-host",
+                          .vendor_id = 0x1b36,
+                          .device_id = 0x0008,
+                          .subsystem_vendor_id = 0x1af4,
+                          .subsystem_id = 0x1100,
                           .class_code = 0x060000};
     pci_device_init(&h->bridge, &info);
     h->slots[0] = &h->bridge;

@@ -40,8 +40,16 @@ PciHost *pci_host_new(Bus *pio, Bus *mmio, PciHostIrqFn set_irq, void *irq_opaqu
 void pci_host_free(PciHost *h);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PciHost, pci_host_free)
 
-/* Plugs d into the first free slot (1..31); assigns its BARs as firmware would. */
-bool pci_host_plug(PciHost *h, PciDevice *d, GError **error);
+/*
+ * Keeps slot (1..31) for the device a caller placed there (-device
+ * ...,addr=): pci_host_plug with slot 0 passes it by.
+ */
+void pci_host_reserve(PciHost *h, unsigned slot);
+/*
+ * Plugs d into slot (1..31), or with slot 0 into the first slot that is
+ * neither used nor reserved; assigns its BARs as firmware would.
+ */
+bool pci_host_plug(PciHost *h, PciDevice *d, unsigned slot, GError **error);
 /* Firmware in the guest (SeaBIOS) places the BARs: plug and reset leave them unassigned. */
 void pci_host_leave_bars(PciHost *h);
 /* Re-assigns every BAR and decode bit after a machine reset. */

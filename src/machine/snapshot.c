@@ -79,9 +79,11 @@ static char *machine_describe(Machine *m)
         g_string_append(s, "firmware=none\n");
     }
     for (guint i = 0; i < m->virtio->len; i++) {
-        VirtioDevice *vdev = virtio_pci_vdev(g_ptr_array_index(m->virtio, i));
-        g_string_append_printf(s, "device%u=%s features=%#" PRIx64 " config=%u\n", i, vdev->name,
-                               vdev->host_features, vdev->config_size);
+        VirtioPci *vp = g_ptr_array_index(m->virtio, i);
+        VirtioDevice *vdev = virtio_pci_vdev(vp);
+        g_string_append_printf(s, "device%u=%s slot=%u features=%#" PRIx64 " config=%u\n", i,
+                               vdev->name, virtio_pci_device(vp)->devfn >> 3, vdev->host_features,
+                               vdev->config_size);
     }
     return g_string_free(s, FALSE);
 }

@@ -3,6 +3,7 @@
 #include "util/error.h"
 
 #include <errno.h>
+#include <json-glib/json-glib.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,8 +55,72 @@ static char *read_token(const char **p, bool stop_at_eq)
     return g_string_free(s, FALSE);
 }
 
+static void opts_add(Opts *opts, const char *key, char *value)
+{
+    Opt o = {.key = g_strdup(key), .value = value};
+    g_array_append_val(opts->items, o);
+}
+
+/*
+ * A JSON object's members as keys: a nested object's with dots
+ * ("file": {"driver": "file"} is file.driver=file), booleans as on/off,
+ * numbers in decimal, as QEMU's keyval reads its JSON form.
+ */
+static bool opts_add_json(Opts *opts, const char *prefix, JsonObject *obj, GError **error)
+{
+    g_autoptr(GList) names = json_object_get_members(obj);
+    for (GList *n = names; n; n = n->next) {
+        JsonNode *v = json_object_get_member(obj, n->data);
+        g_autofree char *key =
+            *prefix ? g_strdup_printf("%s.%s", prefix, (char *)n->data) : g_strdup(n->data);
+        if (JSON_NODE_HOLDS_OBJECT(v)) {
+            if (!opts_add_json(opts, key, json_node_get_object(v), error)) {
+                return false;
+            }
+            continue;
+        }
+        GType t = JSON_NODE_HOLDS_VALUE(v) ? json_node_get_value_type(v) : G_TYPE_INVALID;
+        if (t == G_TYPE_STRING) {
+            opts_add(opts, key, g_strdup(json_node_get_string(v)));
+        } else if (t == G_TYPE_BOOLEAN) {
+            opts_add(opts, key, g_strdup(json_node_get_boolean(v) ? "on" : "off"));
+        } else if (t == G_TYPE_INT64) {
+            opts_add(opts, key, g_strdup_printf("%" G_GINT64_FORMAT, json_node_get_int(v)));
+        } else {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                        "Parameter '%s': qlite takes strings, numbers, booleans and objects here",
+                        key);
+            return false;
+        }
+    }
+    return true;
+}
+
+static Opts *opts_parse_json(const char *text, GError **error)
+{
+    g_autoptr(Opts) opts = g_new0(Opts, 1);
+    opts->items = g_array_new(FALSE, TRUE, sizeof(Opt));
+    g_array_set_clear_func(opts->items, opt_clear);
+    g_autoptr(JsonParser) p = json_parser_new_immutable();
+    g_autoptr(GError) err = NULL;
+    if (!json_parser_load_from_data(p, text, -1, &err)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "JSON parse error, %s", err->message);
+        return NULL;
+    }
+    JsonNode *root = json_parser_get_root(p);
+    if (!JSON_NODE_HOLDS_OBJECT(root)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "a JSON object is expected");
+        return NULL;
+    }
+    return opts_add_json(opts, "", json_node_get_object(root), error) ? g_steal_pointer(&opts)
+                                                                      : NULL;
+}
+
 Opts *opts_parse(const char *text, const char *implied_key, GError **error)
 {
+    if (text[0] == '{') {
+        return opts_parse_json(text, error);
+    }
     g_autoptr(Opts) opts = g_new0(Opts, 1);
     opts->items = g_array_new(FALSE, TRUE, sizeof(Opt));
     g_array_set_clear_func(opts->items, opt_clear);
@@ -168,8 +233,7 @@ bool opts_check_unused(Opts *opts, GError **error)
     for (guint i = 0; i < opts->items->len; i++) {
         Opt *o = &g_array_index(opts->items, Opt, i);
         if (!o->used) {
-            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "Invalid parameter '%s'",
-                        o->key);
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "Invalid parameter '%s'", o->key);
             return false;
         }
     }

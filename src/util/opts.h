@@ -5,6 +5,9 @@
  * QEMU-style option values: "value" or "key=value,key=value", where ",," stands
  * for a literal comma. An optional implied key names the first bare value
  * ("-device isa-debug-exit,iobase=0xf4" has the implied key "driver").
+ * A text starting with '{' is QEMU's JSON form of the same: -device
+ * '{"driver": "virtio-blk-pci", "drive": "d0"}'; nested objects give
+ * dotted keys (file.driver), booleans on/off.
  */
 #include <glib.h>
 #include <stdbool.h>

@@ -26,7 +26,7 @@ FuzzPc *fuzz_pc_new(bool paused)
     static const VirtioPciHostOps host_ops = {.ioeventfd = fake_ioeventfd};
     pc->vp = virtio_pci_new(vdev, &host_ops, &pc->irq, &fake_msi_ops, &pc->irq, &err);
     g_assert_no_error(err);
-    g_assert(pci_host_plug(pc->host, virtio_pci_device(pc->vp), &err));
+    g_assert(pci_host_plug(pc->host, virtio_pci_device(pc->vp), 0, &err));
     if (paused) {
         virtio_device_pause(virtio_pci_vdev(pc->vp));
     }

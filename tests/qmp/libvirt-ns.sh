@@ -11,6 +11,9 @@ state=$1/libvirt
 shift
 mkdir -p "$state"/{run,lib,cache,log,etc}
 cp -a /etc/libvirt/. "$state/etc/"
+# The emulator runs as root, as the test does: no libvirt-qemu user needed
+# on /dev/kvm or the test's files.
+printf 'user = "root"\ngroup = "root"\n' >>"$state/etc/qemu.conf"
 mount --make-rprivate /
 for d in run:/run/libvirt lib:/var/lib/libvirt cache:/var/cache/libvirt log:/var/log/libvirt \
     etc:/etc/libvirt; do

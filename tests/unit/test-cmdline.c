@@ -227,6 +227,37 @@ static void expect_error(const char *want, ...)
     }
 }
 
+/* libvirt's forms: JSON -device, bus=pci.0 and addr= placing each device. */
+static void test_pci_addr(void)
+{
+    MachineConfig cfg;
+    CmdlineAction act;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", "-nodefaults", "-drive",
+                        "file=/d,if=none,id=d0", "-device",
+                        "{\"driver\":\"virtio-blk-pci\",\"bus\":\"pci.0\",\"addr\":\"0x3\","
+                        "\"drive\":\"d0\",\"id\":\"virtio-disk0\",\"bootindex\":1}",
+                        "-netdev", "user,id=hostnet0", "-device",
+                        "virtio-net-pci,netdev=hostnet0,id=net0,bus=pci.0,addr=1f.0", "-device",
+                        "virtio-rng-pci", NULL));
+    g_assert_no_error(err);
+    g_assert_cmpuint(((DriveConfig *)g_ptr_array_index(cfg.disks, 0))->pci_slot, ==, 3);
+    g_assert_cmpuint(((NicConfig *)g_ptr_array_index(cfg.nics, 0))->pci_slot, ==, 0x1f);
+    g_assert_cmpuint(((RngConfig *)g_ptr_array_index(cfg.rngs, 0))->pci_slot, ==, 0);
+    machine_config_clear(&cfg);
+
+    expect_error("PCI: slot 3 function 0 not available for virtio-rng-pci, in use by "
+                 "virtio-blk-pci",
+                 "-kernel", "/k", "-drive", "file=/d,if=none,id=d0", "-device",
+                 "virtio-blk-pci,drive=d0,addr=3", "-device", "virtio-rng-pci,addr=0x3", NULL);
+    expect_error("Bus 'pci.1' not found", "-kernel", "/k", "-device",
+                 "virtio-rng-pci,bus=pci.1", NULL);
+    expect_error("Property 'virtio-rng-pci.addr' doesn't take value '0x20'", "-kernel", "/k",
+                 "-device", "virtio-rng-pci,addr=0x20", NULL);
+    expect_error("slots 1 to 31", "-kernel", "/k", "-device", "virtio-rng-pci,addr=3.1", NULL);
+    expect_error("JSON parse error", "-kernel", "/k", "-device", "{\"driver\":", NULL);
+}
+
 /* No -kernel: firmware boot from the disks; -object and virtio-rng-pci. */
 static void test_firmware_rng(void)
 {
@@ -240,7 +271,7 @@ static void test_firmware_rng(void)
     g_assert_null(cfg.kernel);
     g_assert_cmpstr(cfg.bios, ==, "/b.bin");
     g_assert_cmpuint(cfg.rngs->len, ==, 2);
-    g_assert_cmpstr(g_ptr_array_index(cfg.rngs, 0), ==, "r1");
+    g_assert_cmpstr(((RngConfig *)g_ptr_array_index(cfg.rngs, 0))->id, ==, "r1");
     g_assert_null(cfg.boot_order);
     g_assert_cmpint(cfg.boot_retry_ms, ==, -1);
     machine_config_clear(&cfg);
@@ -364,6 +395,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/monitors", test_monitors);
     g_test_add_func("/cmdline/nics", test_nics);
     g_test_add_func("/cmdline/firmware-rng", test_firmware_rng);
+    g_test_add_func("/cmdline/pci-addr", test_pci_addr);
     g_test_add_func("/cmdline/errors", test_errors);
     return g_test_run();
 }

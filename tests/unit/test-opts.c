@@ -64,12 +64,37 @@ static void test_repeated(void)
     g_assert_no_error(err);
 }
 
+/* QEMU's JSON form: nested objects as dotted keys, booleans on/off, numbers in decimal. */
+static void test_json(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(Opts) o = opts_parse("{\"node-name\": \"f\", \"read-only\": false, \"n\": -3, "
+                                   "\"file\": {\"driver\": \"file\", \"x\": {\"y\": true}}}",
+                                   "driver", &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(opts_get(o, "node-name"), ==, "f");
+    g_assert_cmpstr(opts_get(o, "read-only"), ==, "off");
+    g_assert_cmpstr(opts_get(o, "n"), ==, "-3");
+    g_assert_cmpstr(opts_get(o, "file.driver"), ==, "file");
+    g_assert_cmpstr(opts_get(o, "file.x.y"), ==, "on");
+    g_assert_true(opts_check_unused(o, NULL));
+    static const char *const bad[] = {"{\"a\": [1]}", "{\"a\": 1.5}", "{\"a\": null}", "{",
+                                      "{\"a\": 1} x"};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autoptr(GError) e = NULL;
+        g_autoptr(Opts) b = opts_parse(bad[i], NULL, &e);
+        g_assert_null(b);
+        g_assert_nonnull(e);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/opts/size", test_size);
     g_test_add_func("/opts/keyvals", test_keyvals);
     g_test_add_func("/opts/bool", test_bool);
+    g_test_add_func("/opts/json", test_json);
     g_test_add_func("/opts/repeated", test_repeated);
     return g_test_run();
 }

@@ -43,8 +43,11 @@ static const BusOps tdev_ops = {.read = tdev_read, .write = tdev_write};
 static void tdev_init(TestDev *t)
 {
     memset(t, 0, sizeof(*t));
-    PciDeviceInfo info = {.name = "test", .vendor_id = 0x1234, .device_id = 0x5678,
-                          .class_code = 0xff0000, .intx = true};
+    PciDeviceInfo info = {.name = "test",
+                          .vendor_id = 0x1234,
+                          .device_id = 0x5678,
+                          .class_code = 0xff0000,
+                          .intx = true};
     pci_device_init(&t->pci, &info);
     g_assert_true(pci_register_bar(&t->pci, 0, PCI_BAR_KIND_MEM32, 0x4000, &tdev_ops, t, NULL));
     g_assert_true(pci_register_bar(&t->pci, 2, PCI_BAR_KIND_MEM64, 0x10000, &tdev_ops, t, NULL));
@@ -65,7 +68,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
     f->host = pci_host_new(f->pio, f->mmio, fake_gsi, &f->irq, NULL);
     g_assert_nonnull(f->host);
     tdev_init(&f->dev);
-    g_assert_true(pci_host_plug(f->host, &f->dev.pci, NULL));
+    g_assert_true(pci_host_plug(f->host, &f->dev.pci, 0, NULL));
 }
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
@@ -270,7 +273,8 @@ static void test_intx(Fixture *f, gconstpointer data)
     g_assert_cmpuint(f->irq.gsi_level[gsi], ==, 1);
     g_assert_true(fake_cfg_read(f->pio, DEV_DEVFN, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
     /* INTX_DISABLE masks the line without forgetting the device's level. */
-    fake_cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_INTX_DISABLE, 2);
+    fake_cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_INTX_DISABLE,
+                   2);
     g_assert_cmpuint(f->irq.gsi_level[gsi], ==, 0);
     g_assert_true(fake_cfg_read(f->pio, DEV_DEVFN, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
     fake_cfg_write(f->pio, DEV_DEVFN, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
@@ -283,9 +287,9 @@ static void test_intx(Fixture *f, gconstpointer data)
     for (unsigned i = 0; i < G_N_ELEMENTS(fillers); i++) {
         PciDeviceInfo info = {.name = "filler", .vendor_id = 1, .device_id = 1};
         pci_device_init(&fillers[i], &info);
-        g_assert_true(pci_host_plug(f->host, &fillers[i], NULL));
+        g_assert_true(pci_host_plug(f->host, &fillers[i], 0, NULL));
     }
-    g_assert_true(pci_host_plug(f->host, &other.pci, NULL));
+    g_assert_true(pci_host_plug(f->host, &other.pci, 0, NULL));
     g_assert_cmpuint(pci_host_intx_gsi(9, 0), ==, gsi);
     pci_set_intx(&other.pci, true);
     pci_set_intx(&f->dev.pci, false);
@@ -298,6 +302,32 @@ static void test_intx(Fixture *f, gconstpointer data)
     }
 }
 
+/* -device ...,addr=: a caller's slot is kept from devices placed automatically. */
+static void test_slots(Fixture *f, gconstpointer data)
+{
+    PciDevice a, b, c;
+    PciDeviceInfo info = {.name = "filler", .vendor_id = 1, .device_id = 1};
+    pci_device_init(&a, &info);
+    pci_device_init(&b, &info);
+    pci_device_init(&c, &info);
+    pci_host_reserve(f->host, 2);
+    g_assert_true(pci_host_plug(f->host, &a, 0, NULL)); /* 1 is f->dev's, 2 reserved */
+    g_assert_cmpuint(a.devfn, ==, 3 << 3);
+    g_assert_true(pci_host_plug(f->host, &b, 2, NULL));
+    g_assert_cmpuint(b.devfn, ==, 2 << 3);
+    g_autoptr(GError) err = NULL;
+    g_assert_false(pci_host_plug(f->host, &c, 3, &err));
+    g_assert_cmpstr(err->message, ==,
+                    "PCI: slot 3 function 0 not available for filler, in use by filler");
+    g_clear_error(&err);
+    g_assert_false(pci_host_plug(f->host, &c, 32, &err));
+    g_assert_nonnull(strstr(err->message, "slot 32"));
+    g_assert_cmphex(fake_cfg_read(f->pio, 2 << 3, PCI_VENDOR_ID, 2), ==, 1);
+    pci_device_cleanup(&a);
+    pci_device_cleanup(&b);
+    pci_device_cleanup(&c);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -307,6 +337,7 @@ int main(int argc, char **argv)
     ADD("/pci/capabilities", test_capabilities);
     ADD("/pci/msix/masking", test_msix_masking);
     ADD("/pci/intx", test_intx);
+    ADD("/pci/host/slots", test_slots);
 #undef ADD
     return g_test_run();
 }

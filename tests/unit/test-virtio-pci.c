@@ -68,7 +68,7 @@ static VirtioPci *blk_function(Fx *f, const char *id, char **img, int *fd)
     static const VirtioPciHostOps host_ops = {.ioeventfd = fake_ioeventfd};
     VirtioPci *vp = virtio_pci_new(vdev, &host_ops, &f->irq, &fake_msi_ops, &f->irq, &err);
     g_assert_no_error(err);
-    g_assert_true(pci_host_plug(f->host, virtio_pci_device(vp), &err));
+    g_assert_true(pci_host_plug(f->host, virtio_pci_device(vp), 0, &err));
     g_assert_no_error(err);
     return vp;
 }
