@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "cmdline.h"
+#include "block/blockdev.h"
 #include "machine/debug-exit.h"
 #include "machine/firmware.h"
 #include "util/error.h"
+#include "util/fdset.h"
 #include "util/opts.h"
 #include "virtio/net.h"
 
@@ -21,6 +23,14 @@ typedef enum {
     OPT_NOGRAPHIC,
     OPT_DISPLAY,
     OPT_NO_REBOOT,
+    OPT_NO_SHUTDOWN,
+    OPT_ADD_FD,
+    OPT_OVERCOMMIT,
+    OPT_UUID,
+    OPT_RTC,
+    OPT_MSG,
+    OPT_AUDIODEV,
+    OPT_BLOCKDEV,
     OPT_NAME,
     OPT_DEVICE,
     OPT_DRIVE,
@@ -67,6 +77,20 @@ static const OptDef opt_defs[] = {
     {"nographic", OPT_NOGRAPHIC, false, NULL, "no display; serial on stdio (C-a h for help)"},
     {"display", OPT_DISPLAY, true, "none", "only 'none': qlite has no display"},
     {"no-reboot", OPT_NO_REBOOT, false, NULL, "exit instead of rebooting"},
+    {"blockdev", OPT_BLOCKDEV, true,
+     "driver=file,node-name=N,filename=PATH|driver=raw|qcow2,node-name=N,file=N (or JSON)",
+     "a disk as a block graph, for -device virtio-blk-pci,drive=N (docs/usage.md)"},
+    {"add-fd", OPT_ADD_FD, true, "fd=N,set=S[,opaque=TEXT]",
+     "puts open descriptor N in set S: a file name /dev/fdset/S then opens it"},
+    {"overcommit", OPT_OVERCOMMIT, true, "mem-lock=off[,cpu-pm=off]",
+     "accepted as qlite runs: guest RAM is not locked, no guest CPU power management"},
+    {"uuid", OPT_UUID, true, "UUID", "accepted when well-formed: qlite has no SMBIOS table to carry it"},
+    {"rtc", OPT_RTC, true, "base=utc[,clock=host][,driftfix=none]",
+     "the RTC counts UTC from the host clock (the one setting qlite has)"},
+    {"msg", OPT_MSG, true, "timestamp=on|off", "prefix qlite's messages with the time"},
+    {"audiodev", OPT_AUDIODEV, true, "none,id=ID", "accepted: qlite has no sound device"},
+    {"no-shutdown", OPT_NO_SHUTDOWN, false, NULL,
+     "a guest power-off stops the VM instead of ending qlite (system_reset and cont run it)"},
     {"name", OPT_NAME, true, "[guest=]NAME", "name of the guest"},
     {"drive", OPT_DRIVE, true,
      "file=PATH[,format=raw|qcow2][,if=virtio|none][,id=ID][,readonly=on][,cache=MODE]",
@@ -260,9 +284,11 @@ typedef struct {
     unsigned ndrives;
     unsigned ndefault_macs;
     GHashTable *pending_drives;  /* if=none drives by id, until a -device takes them */
+    BlockdevTable *blockdevs;    /* -blockdev nodes, until a -device takes them */
     GHashTable *pending_netdevs; /* -netdev configs by id, until a -device takes them */
     GHashTable *netdev_ids;      /* every netdev id seen */
-    GHashTable *chardevs;        /* -chardev id -> monitor spec, until a -mon takes it */
+    GHashTable *chardevs;        /* -chardev id -> spec, until a -mon or isa-serial takes it */
+    GHashTable *chardev_append;  /* the file chardevs with append=on */
     GHashTable *rng_objects;     /* -object rng-random/rng-builtin ids */
     const char *pci_slots[32];   /* the driver given each slot with addr= */
 } CmdlineState;
@@ -270,9 +296,11 @@ typedef struct {
 static void cmdline_state_clear(CmdlineState *st)
 {
     g_hash_table_unref(st->pending_drives);
+    blockdev_table_free(st->blockdevs);
     g_hash_table_unref(st->pending_netdevs);
     g_hash_table_unref(st->netdev_ids);
     g_hash_table_unref(st->chardevs);
+    g_hash_table_unref(st->chardev_append);
     g_hash_table_unref(st->rng_objects);
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(CmdlineState, cmdline_state_clear)
@@ -572,15 +600,23 @@ static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, CmdlineState *st, GErr
         return false;
     }
     gpointer key, value;
-    if (!g_hash_table_lookup_extended(pending, drive, &key, &value)) {
+    DriveConfig *d;
+    if (g_hash_table_lookup_extended(pending, drive, &key, &value)) {
+        g_hash_table_steal(pending, drive);
+        g_free(key);
+        d = value;
+    } else if (blockdev_has(st->blockdevs, drive)) {
+        d = blockdev_take_drive(st->blockdevs, drive, error);
+        if (!d) {
+            return false;
+        }
+    } else {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "virtio-blk-pci: no if=none drive with id '%s' (or it is already in use)",
+                    "virtio-blk-pci: no if=none drive or -blockdev node '%s' (or it is already "
+                    "in use)",
                     drive);
         return false;
     }
-    g_hash_table_steal(pending, drive);
-    g_free(key);
-    DriveConfig *d = value;
     d->pci_slot = slot;
     if (serial) {
         g_free(d->serial);
@@ -621,6 +657,39 @@ static bool parse_virtio_rng(Opts *o, MachineConfig *cfg, CmdlineState *st, GErr
 }
 
 /*
+ * -object secret,id=ID,data=TEXT|file=PATH[,format=raw|base64]: read and
+ * checked as QEMU does (libvirt always passes its master key so); nothing
+ * in qlite takes a secret yet, so none is kept. Encrypted secrets (keyid=)
+ * are refused.
+ */
+static bool parse_secret(Opts *o, const char *id, GError **error)
+{
+    const char *data = opts_get(o, "data");
+    const char *file = opts_get(o, "file");
+    const char *format = opts_get(o, "format");
+    if (!opts_check_unused(o, error)) {
+        return false;
+    }
+    if (!id || !*id || !data == !file) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "secret: id= and one of data= or file= are required");
+        return false;
+    }
+    if (format && strcmp(format, "raw") != 0 && strcmp(format, "base64") != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "secret: format=%s is not supported (raw, base64)", format);
+        return false;
+    }
+    g_autofree char *contents = NULL;
+    g_autoptr(GError) err = NULL;
+    if (file && !g_file_get_contents(file, &contents, NULL, &err)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "secret %s: %s", id, err->message);
+        return false;
+    }
+    return true;
+}
+
+/*
  * -object: the random number sources of virtio-rng-pci. Both read the
  * kernel's pool (getrandom), which is what /dev/urandom and /dev/random
  * give today; another file is refused rather than silently replaced.
@@ -634,11 +703,14 @@ static bool parse_object(const char *arg, CmdlineState *st, GError **error)
     const char *type = opts_get(o, "qom-type");
     const char *id = opts_get(o, "id");
     const char *filename = NULL;
+    if (type && strcmp(type, "secret") == 0) {
+        return parse_secret(o, id, error);
+    }
     if (type && strcmp(type, "rng-random") == 0) {
         filename = opts_get(o, "filename");
     } else if (!type || strcmp(type, "rng-builtin") != 0) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "object type '%s' is not supported (rng-random, rng-builtin)",
+                    "object type '%s' is not supported (rng-random, rng-builtin, secret)",
                     type ? type : "");
         return false;
     }
@@ -663,6 +735,35 @@ static bool parse_object(const char *arg, CmdlineState *st, GError **error)
     return true;
 }
 
+/* -device isa-serial,chardev=ID[,index=0]: COM1 on a -chardev (qlite has COM1 only). */
+static bool parse_isa_serial(Opts *o, MachineConfig *cfg, CmdlineState *st, GError **error)
+{
+    const char *chardev = opts_get(o, "chardev");
+    uint64_t index;
+    opts_get(o, "id");
+    if (!opts_get_u64(o, "index", 0, &index, error) || !opts_check_unused(o, error)) {
+        return false;
+    }
+    if (index != 0 || st->serial_set) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "only one serial port (COM1) is supported");
+        return false;
+    }
+    gpointer key, spec;
+    if (!chardev || !g_hash_table_lookup_extended(st->chardevs, chardev, &key, &spec)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "isa-serial: Property 'isa-serial.chardev' can't find value '%s'",
+                    chardev ? chardev : "");
+        return false;
+    }
+    st->serial_set = true;
+    g_free(cfg->serial);
+    cfg->serial = g_strdup(spec);
+    cfg->serial_append = g_hash_table_contains(st->chardev_append, chardev);
+    g_hash_table_remove(st->chardevs, chardev);
+    return true;
+}
+
 static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st, GError **error)
 {
     g_autoptr(Opts) o = opts_parse(arg, "driver", error);
@@ -681,6 +782,9 @@ static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st, 
     }
     if (driver && strcmp(driver, "virtio-rng-pci") == 0) {
         return parse_virtio_rng(o, cfg, st, error);
+    }
+    if (driver && strcmp(driver, "isa-serial") == 0) {
+        return parse_isa_serial(o, cfg, st, error);
     }
     g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "'%s' is not a valid device model name",
                 driver ? driver : "");
@@ -805,6 +909,74 @@ static bool parse_accel(const char *arg, GError **error)
     return opts_check_unused(o, error);
 }
 
+/* -add-fd fd=N,set=S[,opaque=TEXT] (util/fdset.h). */
+static bool parse_add_fd(const char *arg, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, NULL, error);
+    if (!o) {
+        return false;
+    }
+    uint64_t fd, set;
+    const char *opaque = opts_get(o, "opaque");
+    if (!opts_get_u64(o, "fd", G_MAXUINT64, &fd, error) ||
+        !opts_get_u64(o, "set", G_MAXUINT64, &set, error) || !opts_check_unused(o, error)) {
+        return false;
+    }
+    if (fd > G_MAXINT || set > G_MAXUINT) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "fd= and set= are required");
+        return false;
+    }
+    return fdset_add((unsigned)set, (int)fd, opaque, error);
+}
+
+/*
+ * Options whose only setting qlite has is the one it runs with: each key
+ * may be given with that value (-overcommit mem-lock=off, -rtc base=utc,
+ * -audiodev none); anything else is refused naming what qlite does.
+ */
+typedef struct {
+    const char *key, *value, *why;
+} FixedSetting;
+
+static bool parse_fixed(const char *arg, const char *implied, const FixedSetting *fixed, size_t n,
+                        GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, implied, error);
+    if (!o) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *v = opts_get(o, fixed[i].key);
+        if (v && fixed[i].value && strcmp(v, fixed[i].value) != 0) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "%s=%s is not supported: %s",
+                        fixed[i].key, v, fixed[i].why);
+            return false;
+        }
+    }
+    return opts_check_unused(o, error);
+}
+
+static const FixedSetting overcommit_settings[] = {
+    {"mem-lock", "off", "qlite does not lock guest RAM"},
+    {"cpu-pm", "off", "the guest gets no host CPU power management"},
+};
+static const FixedSetting rtc_settings[] = {
+    {"base", "utc", "the RTC counts UTC"},
+    {"clock", "host", "the RTC follows the host's clock"},
+    {"driftfix", "none", "missed RTC ticks are not replayed"},
+};
+static const FixedSetting audiodev_settings[] = {
+    {"driver", "none", "qlite has no sound device"},
+    {"id", NULL, NULL}, /* any id */
+};
+
+static bool parse_msg(const char *arg, MachineConfig *cfg, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, NULL, error);
+    return o && opts_get_bool(o, "timestamp", false, &cfg->msg_timestamp, error) &&
+           opts_check_unused(o, error);
+}
+
 /* An accel= list as QEMU's (kvm:tcg: the first that works): KVM must be in it. */
 static bool accel_ok(const char *list, GError **error)
 {
@@ -868,14 +1040,45 @@ static void add_monitor(MachineConfig *cfg, char *spec)
 }
 
 /* -chardev socket,...: kept as a monitor spec for a later -mon chardev=ID. */
-static bool parse_chardev(const char *arg, GHashTable *chardevs, GError **error)
+/* -chardev file,id=ID,path=PATH[,append=on]: for isa-serial (PATH may be /dev/fdset/N). */
+static bool parse_chardev_file(Opts *o, const char *id, CmdlineState *st, GError **error)
 {
+    const char *path = opts_get(o, "path");
+    bool append;
+    if (!opts_get_bool(o, "append", false, &append, error) || !opts_check_unused(o, error)) {
+        return false;
+    }
+    if (!path || !*path) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "chardev: file: path= is required");
+        return false;
+    }
+    g_hash_table_insert(st->chardevs, g_strdup(id), g_strdup_printf("file:%s", path));
+    if (append) {
+        g_hash_table_add(st->chardev_append, g_strdup(id));
+    }
+    return true;
+}
+
+static bool parse_chardev(const char *arg, CmdlineState *st, GError **error)
+{
+    GHashTable *chardevs = st->chardevs;
     g_autoptr(Opts) o = opts_parse(arg, "backend", error);
     if (!o) {
         return false;
     }
     const char *backend = opts_get(o, "backend");
     const char *id = opts_get(o, "id");
+    if (!id) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "chardev: no id given");
+        return false;
+    }
+    if (g_hash_table_contains(chardevs, id)) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "duplicate chardev id '%s'", id);
+        return false;
+    }
+    if (backend && strcmp(backend, "file") == 0) {
+        return parse_chardev_file(o, id, st, error);
+    }
     const char *path = opts_get(o, "path");
     const char *host = opts_get(o, "host");
     const char *port = opts_get(o, "port");
@@ -887,11 +1090,7 @@ static bool parse_chardev(const char *arg, GHashTable *chardevs, GError **error)
     }
     if (!backend || strcmp(backend, "socket") != 0) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "chardev backend '%s' is not supported (socket only)", backend ? backend : "");
-        return false;
-    }
-    if (!id) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "chardev: no id given");
+                    "chardev backend '%s' is not supported (socket, file)", backend ? backend : "");
         return false;
     }
     if (!fd && (!server || wait)) {
@@ -915,11 +1114,6 @@ static bool parse_chardev(const char *arg, GHashTable *chardevs, GError **error)
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "chardev: path=, port= or fd= needed");
         return false;
     }
-    if (g_hash_table_contains(chardevs, id)) {
-        g_free(spec);
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "duplicate chardev id '%s'", id);
-        return false;
-    }
     g_hash_table_insert(chardevs, g_strdup(id), spec);
     return true;
 }
@@ -932,6 +1126,7 @@ static bool parse_mon(const char *arg, MachineConfig *cfg, GHashTable *chardevs,
     }
     const char *id = opts_get(o, "chardev");
     const char *mode = opts_get(o, "mode");
+    opts_get(o, "id"); /* names the monitor; nothing refers to it */
     bool pretty;
     if (!opts_get_bool(o, "pretty", false, &pretty, error) || !opts_check_unused(o, error)) {
         return false;
@@ -946,6 +1141,11 @@ static bool parse_mon(const char *arg, MachineConfig *cfg, GHashTable *chardevs,
     if (!id || !g_hash_table_lookup_extended(chardevs, id, &key, &spec)) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "chardev '%s' not found",
                     id ? id : "");
+        return false;
+    }
+    if (g_str_has_prefix(spec, "file:")) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "chardev '%s' is a file: a monitor needs a socket", id);
         return false;
     }
     g_hash_table_steal(chardevs, id);
@@ -1002,6 +1202,9 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg, 
     case OPT_NO_REBOOT:
         cfg->no_reboot = true;
         return true;
+    case OPT_NO_SHUTDOWN:
+        cfg->no_shutdown = true;
+        return true;
     case OPT_NAME:
         return parse_name(arg, cfg, error);
     case OPT_DEVICE:
@@ -1020,7 +1223,7 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg, 
         add_monitor(cfg, g_strdup(arg));
         return true;
     case OPT_CHARDEV:
-        return parse_chardev(arg, st->chardevs, error);
+        return parse_chardev(arg, st, error);
     case OPT_MON:
         return parse_mon(arg, cfg, st->chardevs, error);
     case OPT_S:
@@ -1043,6 +1246,26 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg, 
         return parse_accel(arg, error);
     case OPT_MACHINE:
         return parse_machine(arg, cfg, error);
+    case OPT_ADD_FD:
+        return parse_add_fd(arg, error);
+    case OPT_BLOCKDEV:
+        return blockdev_parse(st->blockdevs, arg, error);
+    case OPT_OVERCOMMIT:
+        return parse_fixed(arg, NULL, overcommit_settings, G_N_ELEMENTS(overcommit_settings),
+                           error);
+    case OPT_RTC:
+        return parse_fixed(arg, NULL, rtc_settings, G_N_ELEMENTS(rtc_settings), error);
+    case OPT_AUDIODEV:
+        return parse_fixed(arg, "driver", audiodev_settings, G_N_ELEMENTS(audiodev_settings),
+                           error);
+    case OPT_MSG:
+        return parse_msg(arg, cfg, error);
+    case OPT_UUID:
+        if (!g_uuid_string_is_valid(arg)) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "Fail to parse UUID string");
+            return false;
+        }
+        return true;
     case OPT_CPU:
         if (strcmp(arg, "host") != 0 && strcmp(arg, "max") != 0) {
             g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
@@ -1075,6 +1298,8 @@ bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *act
         .pending_netdevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, netdev_free),
         .netdev_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL),
         .chardevs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free),
+        .blockdevs = blockdev_table_new(),
+        .chardev_append = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL),
         .rng_objects = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL)};
 
     for (int i = 1; i < argc; i++) {

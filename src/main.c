@@ -7,6 +7,14 @@
 #include <signal.h>
 #include <stdio.h>
 
+/* -msg timestamp=on: QEMU's prefix, the UTC time in ISO 8601 with microseconds. */
+static void printerr_with_time(const gchar *text)
+{
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    g_autofree char *stamp = g_date_time_format_iso8601(now);
+    fprintf(stderr, "%s %s", stamp, text);
+}
+
 int main(int argc, char **argv)
 {
     MachineConfig cfg;
@@ -18,9 +26,12 @@ int main(int argc, char **argv)
     /* A migration peer or monitor client that goes away is an error to handle, not our end. */
     signal(SIGPIPE, SIG_IGN);
     if (!cmdline_parse(argc, argv, &cfg, &action, &err)) {
-        fprintf(stderr, "qlite: %s\n", err->message);
+        g_printerr("qlite: %s\n", err->message);
         machine_config_clear(&cfg);
         return QLITE_EXIT_ERROR;
+    }
+    if (cfg.msg_timestamp) {
+        g_set_printerr_handler(printerr_with_time);
     }
     if (action == CMDLINE_HELP) {
         cmdline_print_help();
@@ -35,20 +46,20 @@ int main(int argc, char **argv)
 
     /* Before any thread exists: fork, and let the parent wait for the set-up. */
     if (cfg.daemonize && !daemon_start(&err)) {
-        fprintf(stderr, "qlite: %s\n", err->message);
+        g_printerr("qlite: %s\n", err->message);
         machine_config_clear(&cfg);
         return QLITE_EXIT_ERROR;
     }
     g_autofree char *pidfile = g_strdup(cfg.pidfile);
     if (pidfile && !pidfile_create(pidfile, &err)) {
-        fprintf(stderr, "qlite: %s\n", err->message);
+        g_printerr("qlite: %s\n", err->message);
         machine_config_clear(&cfg);
         return QLITE_EXIT_ERROR;
     }
     machine_hold_signals();
     /* Before any thread: the filters' violation handler and the command helper. */
     if (!sandbox_init(&cfg.sandbox, &err)) {
-        fprintf(stderr, "qlite: %s\n", err->message);
+        g_printerr("qlite: %s\n", err->message);
         machine_config_clear(&cfg);
         if (pidfile) {
             pidfile_remove(pidfile);
@@ -67,7 +78,7 @@ int main(int argc, char **argv)
     Machine *m = machine_new(&cfg, &err);
     machine_config_clear(&cfg);
     if (!m) {
-        fprintf(stderr, "qlite: %s\n", err->message);
+        g_printerr("qlite: %s\n", err->message);
         if (pidfile) {
             pidfile_remove(pidfile);
         }

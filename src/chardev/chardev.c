@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "chardev/chardev.h"
 #include "util/error.h"
+#include "util/fdset.h"
 #include "util/opts.h"
 
 #include <errno.h>
@@ -299,7 +300,8 @@ static bool chardev_open_pty(Chardev *chr, GError **error)
     return true;
 }
 
-Chardev *chardev_new(const char *spec, const char *label, GMainContext *ctx, GError **error)
+Chardev *chardev_new(const char *spec, bool append, const char *label, GMainContext *ctx,
+                     GError **error)
 {
     g_autoptr(Chardev) chr = g_new0(Chardev, 1);
     chr->label = g_strdup(label);
@@ -317,7 +319,7 @@ Chardev *chardev_new(const char *spec, const char *label, GMainContext *ctx, GEr
     } else if (g_str_has_prefix(spec, "file:")) {
         chr->kind = CHARDEV_FILE;
         const char *path = spec + 5;
-        chr->out_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        chr->out_fd = qlite_open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0666);
         if (chr->out_fd < 0) {
             qlite_error_errno(error, errno, "-serial file:%s", path);
             return NULL;

@@ -24,7 +24,13 @@ typedef struct ChardevFrontend {
 /* Called (on the context) when the user types Ctrl-a x on stdio. */
 typedef void (*ChardevQuitFn)(void *opaque);
 
-Chardev *chardev_new(const char *spec, const char *label, GMainContext *ctx, GError **error);
+/*
+ * spec: stdio, file:PATH (a /dev/fdset/N path too: util/fdset.h), pty,
+ * unix:PATH,server=on[,wait=off], null. append: a file is appended to,
+ * not truncated (-chardev file,append=on).
+ */
+Chardev *chardev_new(const char *spec, bool append, const char *label, GMainContext *ctx,
+                     GError **error);
 void chardev_free(Chardev *chr);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Chardev, chardev_free)
 

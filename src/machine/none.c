@@ -81,7 +81,7 @@ static void none_quit(void *opaque)
 
 static gboolean none_on_signal(gpointer opaque)
 {
-    fprintf(stderr, "qlite: terminating on signal\n");
+    g_printerr("qlite: terminating on signal\n");
     none_end(opaque, "host-signal");
     return G_SOURCE_CONTINUE;
 }
@@ -172,7 +172,7 @@ int machine_none_run(const MachineConfig *cfg)
         }
         status = QLITE_EXIT_OK;
     } else {
-        fprintf(stderr, "qlite: %s\n", err->message);
+        g_printerr("qlite: %s\n", err->message);
     }
     qmp_server_free(n.qmp);
     g_main_loop_unref(n.loop);

@@ -107,6 +107,39 @@ void machine_shutdown(Machine *m, int status, bool guest, const char *reason)
     machine_request_exit(m, status, reason);
 }
 
+/* -no-shutdown: on the main loop, the VM stops where the guest ended it. */
+static gboolean machine_do_guest_stop(gpointer opaque)
+{
+    Machine *m = opaque;
+    if (!g_atomic_int_get(&m->ending) &&
+        g_atomic_int_get(&m->runstate) == RUN_STATE_SHUTDOWN) {
+        machine_vm_stop(m);
+        qmp_server_event(m->qmp, "STOP", NULL);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * The guest powered off (or, under -no-reboot, reset; or Ctrl-a x): qlite
+ * exits, or with -no-shutdown the VM stops in the shutdown state, as QEMU:
+ * SHUTDOWN then STOP, and it runs again after system_reset and cont.
+ */
+static void machine_guest_shutdown(Machine *m, bool guest, const char *reason)
+{
+    if (!m->cfg.no_shutdown) {
+        machine_shutdown(m, QLITE_EXIT_OK, guest, reason);
+        return;
+    }
+    int st = g_atomic_int_get(&m->runstate);
+    if (st == RUN_STATE_SHUTDOWN || st == RUN_STATE_INTERNAL_ERROR ||
+        !g_atomic_int_compare_and_exchange(&m->runstate, st, RUN_STATE_SHUTDOWN)) {
+        return;
+    }
+    machine_event(m, "SHUTDOWN", guest, reason);
+    cpus_request_pause(m->cpus);
+    g_main_context_invoke(m->ctx, machine_do_guest_stop, m);
+}
+
 static bool machine_load_boot_images(Machine *m, GError **error)
 {
     if (m->firmware) {
@@ -182,8 +215,12 @@ static gboolean machine_do_reset(gpointer opaque)
         machine_request_exit(m, QLITE_EXIT_FAILURE, "reset failed");
         return G_SOURCE_REMOVE;
     }
-    /* A reset does not start a paused or prelaunch VM (as QEMU); after an error it is paused. */
+    /*
+     * A reset does not start a paused or prelaunch VM (as QEMU); after an
+     * error it is paused, after a -no-shutdown power-off it waits for cont.
+     */
     g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_INTERNAL_ERROR, RUN_STATE_PAUSED);
+    g_atomic_int_compare_and_exchange(&m->runstate, RUN_STATE_SHUTDOWN, RUN_STATE_PRELAUNCH);
     if (g_atomic_int_get(&m->runstate) == RUN_STATE_RUNNING) {
         cpus_resume(m->cpus);
     }
@@ -194,7 +231,7 @@ static void machine_reset(Machine *m, bool guest, const char *reason)
 {
     if (m->cfg.no_reboot) {
         /* As QEMU with -no-reboot: a reset ends the process successfully. */
-        machine_shutdown(m, QLITE_EXIT_OK, guest, reason);
+        machine_guest_shutdown(m, guest, reason);
         return;
     }
     g_debug("reset: %s", reason);
@@ -241,7 +278,7 @@ static void machine_kbd_reset(void *opaque)
 
 static void machine_poweroff(void *opaque)
 {
-    machine_shutdown(opaque, QLITE_EXIT_OK, true, "guest-shutdown");
+    machine_guest_shutdown(opaque, true, "guest-shutdown");
 }
 
 static void machine_set_sci(void *opaque, bool level)
@@ -257,7 +294,7 @@ static void machine_debug_exit(void *opaque, int status)
 
 static void machine_user_quit(void *opaque)
 {
-    machine_shutdown(opaque, QLITE_EXIT_OK, false, "host-ui");
+    machine_guest_shutdown(opaque, false, "host-ui");
 }
 
 /* The signals that end qlite, as QEMU's: SHUTDOWN {"reason": "host-signal"}, status 0. */
@@ -295,7 +332,7 @@ void machine_take_signals(GMainContext *ctx, GSourceFunc fn, void *opaque,
 static gboolean machine_on_signal(gpointer opaque)
 {
     Machine *m = opaque;
-    fprintf(stderr, "qlite: terminating on signal\n");
+    g_printerr("qlite: terminating on signal\n");
     machine_shutdown(m, QLITE_EXIT_OK, false, "host-signal");
     return G_SOURCE_CONTINUE;
 }
@@ -531,7 +568,8 @@ static void qmp_stop(void *opaque)
 static bool qmp_cont(void *opaque, GError **error)
 {
     Machine *m = opaque;
-    if (g_atomic_int_get(&m->runstate) == RUN_STATE_INTERNAL_ERROR) {
+    int state = g_atomic_int_get(&m->runstate);
+    if (state == RUN_STATE_INTERNAL_ERROR || state == RUN_STATE_SHUTDOWN) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
                     "Resetting the Virtual Machine is required");
         return false;
@@ -677,7 +715,8 @@ static bool machine_load_files(Machine *m, GError **error)
 static bool machine_add_devices(Machine *m, GError **error)
 {
     if (m->cfg.serial) {
-        m->serial_chr = chardev_new(m->cfg.serial, "serial0", m->ctx, error);
+        m->serial_chr =
+            chardev_new(m->cfg.serial, m->cfg.serial_append, "serial0", m->ctx, error);
         if (!m->serial_chr) {
             g_prefix_error(error, "-serial %s: ", m->cfg.serial);
             return false;

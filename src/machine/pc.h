@@ -52,8 +52,10 @@ typedef struct MachineConfig {
     char *initrd;
     char *append;
     char *serial; /* chardev spec, or NULL for no COM1 */
+    bool serial_append; /* -chardev file,append=on behind isa-serial */
     char *name;
     bool no_reboot;
+    bool no_shutdown; /* -no-shutdown: a guest power-off stops the VM, qlite stays */
     bool debug_exit;
     uint16_t debug_exit_base;
     uint16_t debug_exit_size;
@@ -78,6 +80,7 @@ typedef struct MachineConfig {
     char *pidfile;         /* -pidfile */
     SandboxConfig sandbox; /* -sandbox: set up by main.c, applied per thread */
     bool machine_none;     /* -machine none: no VM, the monitors only (none.c) */
+    bool msg_timestamp;    /* -msg timestamp=on: main.c prefixes messages with the time */
 } MachineConfig;
 
 void machine_config_clear(MachineConfig *cfg);

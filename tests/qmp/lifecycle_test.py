@@ -8,6 +8,9 @@
   quit removes the pid file.
 - An emulation failure with a monitor: the VM stops in internal-error (STOP),
   stays inspectable, refuses cont, and system_reset brings it back paused.
+- -no-shutdown: a guest's ACPI power-off sends SHUTDOWN and STOP and the
+  process stays; cont is refused until system_reset (then prelaunch), and
+  cont boots the guest again.
 
 - Save and restore between two port writes: a guest writing the alphabet to
   COM1 one OUT at a time, saved while it runs and restored in a new process,
@@ -107,6 +110,56 @@ def internal_error(a, tmp):
           f"without a monitor: exit status 2 and the reason ({r.returncode})")
 
 
+def no_shutdown(a, tmp):
+    """-no-shutdown: a guest power-off stops the VM; system_reset and cont run it again."""
+    sock, con = os.path.join(tmp, "ns.sock"), os.path.join(tmp, "ns.console")
+    p = subprocess.Popen([a.vmm, "-kernel", os.path.join(a.tiny_dir, "poweroff.elf"),
+                          "-display", "none", "-nodefaults", "-serial", f"file:{con}",
+                          "-no-shutdown", "-S", "-qmp", f"unix:{sock},server=on,wait=off"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        check(wait_for(lambda: os.path.exists(sock), 10), "-no-shutdown: the monitor listens")
+        s, f, lines = qmp(sock, b'{"execute": "cont"}')
+        shut = read_until(f, lambda l: b'"SHUTDOWN"' in l)
+        check(shut is not None and b'"guest": true' in shut and b'"guest-shutdown"' in shut,
+              f"the guest's power-off: SHUTDOWN {{guest: true, reason: guest-shutdown}} ({shut!r})")
+        check(read_until(f, lambda l: b'"STOP"' in l) is not None, "then STOP")
+        s.sendall(b'{"execute": "query-status", "id": 1}')
+        st = read_until(f, lambda l: b'"id": 1' in l)
+        check(st is not None and b'"status": "shutdown"' in st and p.poll() is None,
+              f"the process stays, the VM in shutdown ({st!r})")
+        s.sendall(b'{"execute": "cont", "id": 2}')
+        err = read_until(f, lambda l: b'"id": 2' in l)
+        check(err is not None and b"Resetting the Virtual Machine is required" in err,
+              f"cont is refused before a reset, as QEMU ({err!r})")
+        s.sendall(b'{"execute": "system_reset", "id": 3}')
+        check(read_until(f, lambda l: b'"RESET"' in l) is not None, "system_reset: RESET")
+        time.sleep(0.5)
+        s.sendall(b'{"execute": "query-status", "id": 4}')
+        st = read_until(f, lambda l: b'"id": 4' in l)
+        check(st is not None and b'"status": "prelaunch"' in st,
+              f"after the reset: prelaunch, as QEMU ({st!r})")
+        s.sendall(b'{"execute": "cont", "id": 5}')
+        shut = read_until(f, lambda l: b'"SHUTDOWN"' in l)
+        check(shut is not None and open(con, "rb").read().count(b"powering off") == 2,
+              "cont: the guest boots again and powers off again")
+        s.sendall(b'{"execute": "quit"}')
+        read_until(f, lambda l: b'"return"' in l)
+        s.close()
+        status = p.wait(timeout=10)
+        check(status == 0, f"quit still ends qlite, status 0 ({status})")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # Without -no-shutdown the same power-off ends qlite with status 0.
+    r = subprocess.run([a.vmm, "-kernel", os.path.join(a.tiny_dir, "poweroff.elf"),
+                        "-display", "none", "-serial", "null"], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30)
+    check(r.returncode == 0, f"without -no-shutdown a power-off ends qlite ({r.returncode})")
+
+
 def wait_for(pred, timeout):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -174,6 +227,7 @@ def main():
         return status
     with tempfile.TemporaryDirectory(prefix="qlite-lifecycle-") as tmp:
         internal_error(a, tmp)
+        no_shutdown(a, tmp)
         out_boundary(a, tmp)
         sock, pidf = os.path.join(tmp, "q.sock"), os.path.join(tmp, "q.pid")
         base = [a.vmm, "-kernel", a.kernel, "-display", "none", "-S"]

@@ -2,6 +2,7 @@
 #include "cmdline.h"
 
 #include <string.h>
+#include <unistd.h>
 
 /* Runs cmdline_parse on "qlite" followed by the NULL-terminated arguments. */
 static bool parse_va(MachineConfig *cfg, CmdlineAction *act, GError **err, va_list ap)
@@ -31,10 +32,9 @@ static void test_full(void)
     CmdlineAction act;
     g_autoptr(GError) err = NULL;
     g_assert_true(parse(&cfg, &act, &err, "-m", "512", "-smp", "2", "-kernel", "/k", "-initrd",
-                        "/i", "-append", "console=ttyS0", "-serial", "file:/tmp/x",
-                        "-display", "none", "-no-reboot", "-name", "guest=vm1", "-enable-kvm",
-                        "--accel", "kvm", "-cpu", "host", "-device",
-                        "isa-debug-exit,iobase=0xf4,iosize=0x04", NULL));
+                        "/i", "-append", "console=ttyS0", "-serial", "file:/tmp/x", "-display",
+                        "none", "-no-reboot", "-name", "guest=vm1", "-enable-kvm", "--accel", "kvm",
+                        "-cpu", "host", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", NULL));
     g_assert_no_error(err);
     g_assert_cmpint(act, ==, CMDLINE_RUN);
     g_assert_cmpuint(cfg.ram_size, ==, 512ULL << 20);
@@ -68,8 +68,8 @@ static void test_defaults(void)
     g_assert_true(parse(&cfg, &act, NULL, "-kernel", "/k", "-serial", "none", "-nographic", NULL));
     g_assert_null(cfg.serial);
     machine_config_clear(&cfg);
-    g_assert_true(parse(&cfg, &act, NULL, "-nographic", "-kernel", "/k", "-m", "size=1G",
-                        "-smp", "cpus=4,sockets=1,cores=4,threads=1", NULL));
+    g_assert_true(parse(&cfg, &act, NULL, "-nographic", "-kernel", "/k", "-m", "size=1G", "-smp",
+                        "cpus=4,sockets=1,cores=4,threads=1", NULL));
     g_assert_cmpstr(cfg.serial, ==, "stdio");
     g_assert_cmpuint(cfg.ram_size, ==, 1ULL << 30);
     g_assert_cmpuint(cfg.ncpus, ==, 4);
@@ -108,11 +108,11 @@ static void test_drives(void)
     CmdlineAction act;
     g_autoptr(GError) err = NULL;
     /* if=virtio plugs at once; if=none waits for its -device, which fixes the slot order. */
-    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k",
-                        "-drive", "file=/a.img,format=raw,if=none,id=d0,cache=none",
-                        "-drive", "file=/b,,c.img,if=virtio,readonly=on",
-                        "-drive", "file=/unused.img,if=none,id=spare",
-                        "-device", "virtio-blk-pci,drive=d0,serial=SN1", NULL));
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", "-drive",
+                        "file=/a.img,format=raw,if=none,id=d0,cache=none", "-drive",
+                        "file=/b,,c.img,if=virtio,readonly=on", "-drive",
+                        "file=/unused.img,if=none,id=spare", "-device",
+                        "virtio-blk-pci,drive=d0,serial=SN1", NULL));
     g_assert_no_error(err);
     g_assert_cmpuint(cfg.disks->len, ==, 2);
     g_assert_cmpstr(disk(&cfg, 0)->file, ==, "/b,c.img");
@@ -162,12 +162,12 @@ static void test_nics(void)
      * -device takes its -netdev (NIC order is -device/-nic order); MACs not
      * given count up from :56; -nic passes everything but model= and mac= on.
      */
-    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k",
-                        "-netdev", "user,id=n0,hostfwd=tcp::5555-:22",
-                        "-netdev", "tap,id=t0,ifname=qt0,script=no,downscript=no",
-                        "-device", "virtio-net-pci,netdev=t0,mac=52:54:00:aa:bb:cc",
-                        "-device", "virtio-net-pci,netdev=n0,id=nic0",
-                        "-nic", "user,model=virtio-net-pci,net=192.168.9.0/24", NULL));
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", "-netdev",
+                        "user,id=n0,hostfwd=tcp::5555-:22", "-netdev",
+                        "tap,id=t0,ifname=qt0,script=no,downscript=no", "-device",
+                        "virtio-net-pci,netdev=t0,mac=52:54:00:aa:bb:cc", "-device",
+                        "virtio-net-pci,netdev=n0,id=nic0", "-nic",
+                        "user,model=virtio-net-pci,net=192.168.9.0/24", NULL));
     g_assert_no_error(err);
     g_assert_cmpuint(cfg.nics->len, ==, 3);
     g_assert_cmpint(nic(&cfg, 0)->netdev->type, ==, NETDEV_TAP);
@@ -187,11 +187,11 @@ static void test_monitors(void)
     MachineConfig cfg;
     CmdlineAction act;
     g_autoptr(GError) err = NULL;
-    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", "-S",
-                        "-qmp", "unix:/tmp/a.sock,server=on,wait=off",
-                        "-chardev", "socket,id=m0,path=/tmp/b.sock,server=on,wait=off",
-                        "-chardev", "socket,id=m1,fd=7,server=on,wait=off",
-                        "-mon", "chardev=m0,mode=control", "-mon", "chardev=m1,mode=control", NULL));
+    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", "-S", "-qmp",
+                        "unix:/tmp/a.sock,server=on,wait=off", "-chardev",
+                        "socket,id=m0,path=/tmp/b.sock,server=on,wait=off", "-chardev",
+                        "socket,id=m1,fd=7,server=on,wait=off", "-mon", "chardev=m0,mode=control",
+                        "-mon", "chardev=m1,mode=control", NULL));
     g_assert_no_error(err);
     g_assert_true(cfg.start_paused);
     g_assert_cmpuint(cfg.monitors->len, ==, 3);
@@ -201,8 +201,8 @@ static void test_monitors(void)
     machine_config_clear(&cfg);
 
     /* A daemon's default COM1 goes nowhere; -pidfile is kept for main. */
-    g_assert_true(parse(&cfg, &act, &err, "-kernel", "/k", "-daemonize", "-pidfile", "/run/q.pid",
-                        NULL));
+    g_assert_true(
+        parse(&cfg, &act, &err, "-kernel", "/k", "-daemonize", "-pidfile", "/run/q.pid", NULL));
     g_assert_true(cfg.daemonize);
     g_assert_cmpstr(cfg.pidfile, ==, "/run/q.pid");
     g_assert_cmpstr(cfg.serial, ==, "null");
@@ -225,6 +225,82 @@ static void expect_error(const char *want, ...)
     if (!strstr(err->message, want)) {
         g_error("expected '%s' in '%s'", want, err->message);
     }
+}
+
+/* What libvirt 9.0 gives QEMU 7.2 for a kernel-booted domain (qemuBuildCommandLine), whole. */
+static void test_libvirt_argv(void)
+{
+    MachineConfig cfg;
+    CmdlineAction act;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_dir_make_tmp("qlite-cmdline-XXXXXX", NULL);
+    g_autofree char *key = g_build_filename(dir, "master-key.aes", NULL);
+    g_assert_true(g_file_set_contents(key, "0123456789abcdef0123456789abcdef", 32, NULL));
+    g_autofree char *secret = g_strdup_printf("secret,id=masterKey0,format=raw,file=%s", key);
+    int pipefd[2];
+    g_assert_cmpint(pipe(pipefd), ==, 0);
+    g_autofree char *addfd = g_strdup_printf("set=0,fd=%d,opaque=serial0-source", pipefd[1]);
+    g_assert_true(parse(
+        &cfg, &act, &err, "-name", "guest=qlite-test,debug-threads=on", "-S", "-object", secret,
+        "-machine", "pc-i440fx-7.2,usb=off,dump-guest-core=off", "-accel", "kvm", "-cpu", "host",
+        "-m", "256", "-overcommit", "mem-lock=off", "-smp", "2,sockets=2,cores=1,threads=1",
+        "-uuid", "8414c253-4775-4b02-8f71-a075633e318b", "-display", "none", "-no-user-config",
+        "-nodefaults", "-chardev", "socket,id=charmonitor,fd=3,server=on,wait=off", "-mon",
+        "chardev=charmonitor,id=monitor,mode=control", "-rtc", "base=utc", "-no-shutdown", "-boot",
+        "strict=on", "-kernel", "/k", "-initrd", "/i", "-append", "console=ttyS0", "-blockdev",
+        "{\"driver\":\"file\",\"filename\":\"/d.img\",\"node-name\":\"libvirt-1-storage\","
+        "\"auto-read-only\":true,\"discard\":\"unmap\"}",
+        "-blockdev",
+        "{\"node-name\":\"libvirt-1-format\",\"read-only\":false,\"driver\":\"raw\","
+        "\"file\":\"libvirt-1-storage\"}",
+        "-device",
+        "virtio-blk-pci,bus=pci.0,addr=0x3,drive=libvirt-1-format,id=virtio-disk0,bootindex=1",
+        "-netdev", "user,id=hostnet0", "-device",
+        "virtio-net-pci,netdev=hostnet0,id=net0,mac=52:54:00:98:3d:fc,bus=pci.0,addr=0x2",
+        "-add-fd", addfd, "-chardev", "file,id=charserial0,path=/dev/fdset/0,append=on", "-device",
+        "isa-serial,chardev=charserial0,id=serial0,index=0", "-audiodev",
+        "{\"id\":\"audio1\",\"driver\":\"none\"}", "-sandbox",
+        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny", "-msg",
+        "timestamp=on", NULL));
+    g_assert_no_error(err);
+    g_assert_cmpstr(cfg.name, ==, "qlite-test");
+    g_assert_true(cfg.no_shutdown && cfg.start_paused && cfg.msg_timestamp);
+    g_assert_cmpuint(cfg.ncpus, ==, 2);
+    g_assert_cmpstr(g_ptr_array_index(cfg.monitors, 0), ==, "fd:3");
+    const DriveConfig *d = g_ptr_array_index(cfg.disks, 0);
+    g_assert_cmpstr(d->file, ==, "/d.img");
+    g_assert_cmpstr(d->format, ==, "raw");
+    g_assert_false(d->readonly);
+    g_assert_cmpuint(d->pci_slot, ==, 3);
+    g_assert_cmpuint(((NicConfig *)g_ptr_array_index(cfg.nics, 0))->pci_slot, ==, 2);
+    g_assert_cmpstr(cfg.serial, ==, "file:/dev/fdset/0");
+    g_assert_true(cfg.serial_append);
+    machine_config_clear(&cfg);
+    close(pipefd[0]);
+    unlink(key);
+    rmdir(dir);
+
+    /* The node pairs' errors, as QEMU words them where it can. */
+    expect_error("Cannot find device='' nor node-name='nope'", "-kernel", "/k", "-blockdev",
+                 "driver=raw,node-name=f,file=nope", NULL);
+    expect_error("Duplicate nodes with node-name='s'", "-kernel", "/k", "-blockdev",
+                 "driver=file,node-name=s,filename=/a", "-blockdev",
+                 "driver=file,node-name=s,filename=/b", NULL);
+    expect_error("already in use", "-kernel", "/k", "-blockdev",
+                 "driver=file,node-name=s,filename=/a", "-device", "virtio-blk-pci,drive=s",
+                 "-device", "virtio-blk-pci,drive=s", NULL);
+    expect_error("driver 'nbd' is not supported", "-kernel", "/k", "-blockdev",
+                 "driver=nbd,node-name=n", NULL);
+    expect_error("mem-lock=on is not supported", "-kernel", "/k", "-overcommit", "mem-lock=on",
+                 NULL);
+    expect_error("base=localtime is not supported", "-kernel", "/k", "-rtc", "base=localtime",
+                 NULL);
+    expect_error("Fail to parse UUID string", "-kernel", "/k", "-uuid", "xyz", NULL);
+    expect_error("not an open descriptor", "-kernel", "/k", "-add-fd", "set=1,fd=999", NULL);
+    expect_error("can't find value 'c9'", "-kernel", "/k", "-device", "isa-serial,chardev=c9",
+                 NULL);
+    expect_error("a monitor needs a socket", "-kernel", "/k", "-chardev", "file,id=f,path=/x",
+                 "-mon", "chardev=f,mode=control", NULL);
 }
 
 /* libvirt's forms: JSON -device, bus=pci.0 and addr= placing each device. */
@@ -250,8 +326,8 @@ static void test_pci_addr(void)
                  "virtio-blk-pci",
                  "-kernel", "/k", "-drive", "file=/d,if=none,id=d0", "-device",
                  "virtio-blk-pci,drive=d0,addr=3", "-device", "virtio-rng-pci,addr=0x3", NULL);
-    expect_error("Bus 'pci.1' not found", "-kernel", "/k", "-device",
-                 "virtio-rng-pci,bus=pci.1", NULL);
+    expect_error("Bus 'pci.1' not found", "-kernel", "/k", "-device", "virtio-rng-pci,bus=pci.1",
+                 NULL);
     expect_error("Property 'virtio-rng-pci.addr' doesn't take value '0x20'", "-kernel", "/k",
                  "-device", "virtio-rng-pci,addr=0x20", NULL);
     expect_error("slots 1 to 31", "-kernel", "/k", "-device", "virtio-rng-pci,addr=3.1", NULL);
@@ -276,11 +352,10 @@ static void test_firmware_rng(void)
     g_assert_cmpint(cfg.boot_retry_ms, ==, -1);
     machine_config_clear(&cfg);
 
-    g_assert_true(parse(&cfg, &act, &err, "-boot", "order=cn,once=d,menu=on,strict=on",
-                        "-boot", "reboot-timeout=1000", "-drive", "file=/a,if=none,id=a",
-                        "-drive", "file=/b,if=none,id=b", "-device",
-                        "virtio-blk-pci,drive=a,bootindex=2", "-device",
-                        "virtio-blk-pci,drive=b,bootindex=0", NULL));
+    g_assert_true(parse(&cfg, &act, &err, "-boot", "order=cn,once=d,menu=on,strict=on", "-boot",
+                        "reboot-timeout=1000", "-drive", "file=/a,if=none,id=a", "-drive",
+                        "file=/b,if=none,id=b", "-device", "virtio-blk-pci,drive=a,bootindex=2",
+                        "-device", "virtio-blk-pci,drive=b,bootindex=0", NULL));
     g_assert_no_error(err);
     g_assert_cmpstr(cfg.boot_order, ==, "cn");
     g_assert_cmpstr(cfg.boot_once, ==, "d");
@@ -302,23 +377,21 @@ static void test_errors(void)
     expect_error("-m 4M: RAM size must be", "-kernel", "/k", "-m", "4M", NULL);
     expect_error("-m size=1G,slots=2: Invalid parameter 'slots'", "-kernel", "/k", "-m",
                  "size=1G,slots=2", NULL);
-    expect_error("-smp x: Parameter 'cpus' expects a number", "-kernel", "/k", "-smp", "x",
-                 NULL);
-    expect_error("does not match the topology", "-kernel", "/k", "-smp", "cpus=2,sockets=3",
-                 NULL);
+    expect_error("-smp x: Parameter 'cpus' expects a number", "-kernel", "/k", "-smp", "x", NULL);
+    expect_error("does not match the topology", "-kernel", "/k", "-smp", "cpus=2,sockets=3", NULL);
     expect_error("at most 255", "-kernel", "/k", "-smp", "1000", NULL);
     expect_error("maxcpus must equal cpus", "-kernel", "/k", "-smp", "2,maxcpus=4", NULL);
     expect_error("-device e1000: 'e1000' is not a valid device model name", "-kernel", "/k",
                  "-device", "e1000", NULL);
-    expect_error("Invalid parameter 'bogus'", "-kernel", "/k", "-device",
-                 "isa-debug-exit,bogus=1", NULL);
+    expect_error("Invalid parameter 'bogus'", "-kernel", "/k", "-device", "isa-debug-exit,bogus=1",
+                 NULL);
     expect_error("not a valid port range", "-kernel", "/k", "-device",
                  "isa-debug-exit,iobase=0xffff,iosize=4", NULL);
     expect_error("-kernel: requires an argument", "-kernel", NULL);
-    expect_error("-display gtk: display 'gtk' is not supported", "-kernel", "/k", "-display",
-                 "gtk", NULL);
-    expect_error("-accel tcg: accelerator 'tcg' is not supported", "-kernel", "/k", "-accel",
-                 "tcg", NULL);
+    expect_error("-display gtk: display 'gtk' is not supported", "-kernel", "/k", "-display", "gtk",
+                 NULL);
+    expect_error("-accel tcg: accelerator 'tcg' is not supported", "-kernel", "/k", "-accel", "tcg",
+                 NULL);
     expect_error("-cpu qemu64", "-kernel", "/k", "-cpu", "qemu64", NULL);
     expect_error("only one serial port", "-kernel", "/k", "-serial", "stdio", "-serial", "null",
                  NULL);
@@ -327,9 +400,9 @@ static void test_errors(void)
     expect_error("Boot device 'c' was given twice", "-boot", "once=cdc", NULL);
     expect_error("reboot timeout is invalid", "-boot", "reboot-timeout=70000", NULL);
     expect_error("Invalid parameter 'bogus'", "-boot", "bogus=1", NULL);
-    expect_error("bootindex 1 used by another device", "-drive", "file=/a,if=none,id=a",
-                 "-drive", "file=/b,if=none,id=b", "-device", "virtio-blk-pci,drive=a,bootindex=1",
-                 "-device", "virtio-blk-pci,drive=b,bootindex=1", NULL);
+    expect_error("bootindex 1 used by another device", "-drive", "file=/a,if=none,id=a", "-drive",
+                 "file=/b,if=none,id=b", "-device", "virtio-blk-pci,drive=a,bootindex=1", "-device",
+                 "virtio-blk-pci,drive=b,bootindex=1", NULL);
     expect_error("bootindex=-2 is not a number from -1", "-drive", "file=/a,if=none,id=a",
                  "-device", "virtio-blk-pci,drive=a,bootindex=-2", NULL);
     expect_error("-initrd needs -kernel", "-initrd", "/i", NULL);
@@ -349,13 +422,12 @@ static void test_errors(void)
     expect_error("if=none needs an id=", "-kernel", "/k", "-drive", "file=/a,if=none", NULL);
     expect_error("duplicate drive id 'x'", "-kernel", "/k", "-drive", "file=/a,if=none,id=x",
                  "-drive", "file=/b,if=none,id=x", NULL);
-    expect_error("no if=none drive with id 'd9'", "-kernel", "/k", "-drive",
+    expect_error("no if=none drive or -blockdev node 'd9'", "-kernel", "/k", "-drive",
                  "file=/a,if=none,id=d0", "-device", "virtio-blk-pci,drive=d9", NULL);
     expect_error("already in use", "-kernel", "/k", "-drive", "file=/a,if=none,id=d0", "-device",
                  "virtio-blk-pci,drive=d0", "-device", "virtio-blk-pci,drive=d0", NULL);
     expect_error("drive= is required", "-kernel", "/k", "-device", "virtio-blk-pci", NULL);
-    expect_error("cache=bogus", "-kernel", "/k", "-drive", "file=/a,if=virtio,cache=bogus",
-                 NULL);
+    expect_error("cache=bogus", "-kernel", "/k", "-drive", "file=/a,if=virtio,cache=bogus", NULL);
     expect_error("Invalid parameter 'snapshot'", "-kernel", "/k", "-drive",
                  "file=/a,if=virtio,snapshot=on", NULL);
     expect_error("readonly", "-kernel", "/k", "-drive", "file=/a,if=virtio,readonly=maybe", NULL);
@@ -372,17 +444,16 @@ static void test_errors(void)
                  "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-net-pci,netdev=n0",
                  NULL);
     expect_error("netdev= is required", "-kernel", "/k", "-device", "virtio-net-pci", NULL);
-    expect_error("duplicate netdev id 'n0'", "-kernel", "/k", "-netdev", "user,id=n0",
-                 "-netdev", "user,id=n0", NULL);
+    expect_error("duplicate netdev id 'n0'", "-kernel", "/k", "-netdev", "user,id=n0", "-netdev",
+                 "user,id=n0", NULL);
     expect_error("-netdev user,id=n0,hostfwd=tcp:5555-22: ", "-kernel", "/k", "-netdev",
                  "user,id=n0,hostfwd=tcp:5555-22", NULL);
     expect_error("invalid mac 'zz'", "-kernel", "/k", "-nic", "user,mac=zz", NULL);
-    expect_error("net=: '' is not a valid IPv4 address", "-kernel", "/k", "-nic", "user,net=",
-                 NULL);
-    expect_error("model=e1000 is not supported", "-kernel", "/k", "-nic", "user,model=e1000",
-                 NULL);
-    expect_error("Invalid parameter 'vectors'", "-kernel", "/k", "-netdev", "user,id=n0",
-                 "-device", "virtio-net-pci,netdev=n0,vectors=3", NULL);
+    expect_error("net=: '' is not a valid IPv4 address", "-kernel", "/k", "-nic",
+                 "user,net=", NULL);
+    expect_error("model=e1000 is not supported", "-kernel", "/k", "-nic", "user,model=e1000", NULL);
+    expect_error("Invalid parameter 'vectors'", "-kernel", "/k", "-netdev", "user,id=n0", "-device",
+                 "virtio-net-pci,netdev=n0,vectors=3", NULL);
 }
 
 int main(int argc, char **argv)
@@ -396,6 +467,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/nics", test_nics);
     g_test_add_func("/cmdline/firmware-rng", test_firmware_rng);
     g_test_add_func("/cmdline/pci-addr", test_pci_addr);
+    g_test_add_func("/cmdline/libvirt", test_libvirt_argv);
     g_test_add_func("/cmdline/errors", test_errors);
     return g_test_run();
 }
