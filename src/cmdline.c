@@ -128,7 +128,7 @@ static const OptDef opt_defs[] = {
     {"enable-kvm", OPT_ENABLE_KVM, false, NULL, "accepted: qlite always uses KVM"},
     {"accel", OPT_ACCEL, true, "kvm", "accepted: qlite always uses KVM"},
     {"machine", OPT_MACHINE, true,
-     "[type=]pc|" CMDLINE_MACHINE_PC "|none[,accel=kvm[:tcg]][,usb=off][,dump-guest-core=off]",
+     "[type=]pc|" PC_MACHINE_NAME "|none[,accel=kvm[:tcg]][,usb=off][,dump-guest-core=off]",
      "the PC (default), or none: no VM, only the monitors (a manager's probe)"},
     {"cpu", OPT_CPU, true, "host", "accepted: the vCPUs are always the host's model"},
     {"nodefaults", OPT_NODEFAULTS, false, NULL, "no default devices (no serial unless -serial)"},
@@ -568,8 +568,8 @@ static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, CmdlineState *st, GErr
     const char *drive = opts_get(o, "drive");
     const char *serial = opts_get(o, "serial");
     const char *bootindex = opts_get(o, "bootindex");
+    const char *id = opts_get(o, "id"); /* query-block's qdev */
     unsigned slot;
-    opts_get(o, "id"); /* a device id names nothing yet: no hotplug, no monitor */
     if (!parse_pci_addr(o, "virtio-blk-pci", st, &slot, error) || !opts_check_unused(o, error)) {
         return false;
     }
@@ -618,6 +618,8 @@ static bool parse_virtio_blk(Opts *o, MachineConfig *cfg, CmdlineState *st, GErr
         return false;
     }
     d->pci_slot = slot;
+    g_free(d->device_id);
+    d->device_id = g_strdup(id);
     if (serial) {
         g_free(d->serial);
         d->serial = g_strdup(serial);
@@ -759,18 +761,45 @@ static bool parse_isa_serial(Opts *o, MachineConfig *cfg, CmdlineState *st, GErr
     st->serial_set = true;
     g_free(cfg->serial);
     cfg->serial = g_strdup(spec);
+    g_free(cfg->serial_label);
+    cfg->serial_label = g_strdup(chardev);
     cfg->serial_append = g_hash_table_contains(st->chardev_append, chardev);
     g_hash_table_remove(st->chardevs, chardev);
     return true;
 }
 
-static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st, GError **error)
+static void peripheral_free(gpointer p)
 {
-    g_autoptr(Opts) o = opts_parse(arg, "driver", error);
-    if (!o) {
-        return false;
+    MachinePeripheral *d = p;
+    g_free(d->id);
+    g_free(d->driver);
+    g_free(d);
+}
+
+/* A device's id= names it in the QOM tree (/machine/peripheral/ID), once. */
+static bool add_peripheral(MachineConfig *cfg, const char *id, const char *driver,
+                           GError **error)
+{
+    if (!cfg->peripherals) {
+        cfg->peripherals = g_ptr_array_new_with_free_func(peripheral_free);
     }
-    const char *driver = opts_get(o, "driver");
+    for (guint i = 0; i < cfg->peripherals->len; i++) {
+        if (strcmp(((MachinePeripheral *)g_ptr_array_index(cfg->peripherals, i))->id, id) == 0) {
+            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "Duplicate ID '%s' for device",
+                        id);
+            return false;
+        }
+    }
+    MachinePeripheral *d = g_new0(MachinePeripheral, 1);
+    d->id = g_strdup(id);
+    d->driver = g_strdup(driver);
+    g_ptr_array_add(cfg->peripherals, d);
+    return true;
+}
+
+static bool parse_device_driver(Opts *o, const char *driver, MachineConfig *cfg,
+                                CmdlineState *st, GError **error)
+{
     if (driver && strcmp(driver, "isa-debug-exit") == 0) {
         return parse_debug_exit(o, cfg, error);
     }
@@ -789,6 +818,18 @@ static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st, 
     g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "'%s' is not a valid device model name",
                 driver ? driver : "");
     return false;
+}
+
+static bool parse_device(const char *arg, MachineConfig *cfg, CmdlineState *st, GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, "driver", error);
+    if (!o) {
+        return false;
+    }
+    const char *driver = opts_get(o, "driver");
+    g_autofree char *id = g_strdup(opts_get(o, "id"));
+    return parse_device_driver(o, driver, cfg, st, error) &&
+           (!id || add_peripheral(cfg, id, driver, error));
 }
 
 /*
@@ -1021,9 +1062,9 @@ static bool parse_machine(const char *arg, MachineConfig *cfg, GError **error)
     }
     if (type && strcmp(type, "none") == 0) {
         cfg->machine_none = true;
-    } else if (type && strcmp(type, "pc") != 0 && strcmp(type, CMDLINE_MACHINE_PC) != 0) {
+    } else if (type && strcmp(type, "pc") != 0 && strcmp(type, PC_MACHINE_NAME) != 0) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "unsupported machine type '%s' (pc, " CMDLINE_MACHINE_PC ", none)", type);
+                    "unsupported machine type '%s' (pc, " PC_MACHINE_NAME ", none)", type);
         return false;
     } else {
         cfg->machine_none = false;
@@ -1031,15 +1072,19 @@ static bool parse_machine(const char *arg, MachineConfig *cfg, GError **error)
     return true;
 }
 
-static void add_monitor(MachineConfig *cfg, char *spec)
+/* A monitor and its chardev label (QEMU's: the -chardev id, or compat_monitorN for -qmp). */
+static void add_monitor(MachineConfig *cfg, char *spec, const char *label)
 {
     if (!cfg->monitors) {
         cfg->monitors = g_ptr_array_new_with_free_func(g_free);
+        cfg->monitor_labels = g_ptr_array_new_with_free_func(g_free);
     }
     g_ptr_array_add(cfg->monitors, spec);
+    g_ptr_array_add(cfg->monitor_labels, label ? g_strdup(label)
+                                               : g_strdup_printf("compat_monitor%u",
+                                                                 cfg->monitors->len - 1));
 }
 
-/* -chardev socket,...: kept as a monitor spec for a later -mon chardev=ID. */
 /* -chardev file,id=ID,path=PATH[,append=on]: for isa-serial (PATH may be /dev/fdset/N). */
 static bool parse_chardev_file(Opts *o, const char *id, CmdlineState *st, GError **error)
 {
@@ -1059,6 +1104,7 @@ static bool parse_chardev_file(Opts *o, const char *id, CmdlineState *st, GError
     return true;
 }
 
+/* -chardev socket,...: kept as a monitor spec for a later -mon chardev=ID; file: above. */
 static bool parse_chardev(const char *arg, CmdlineState *st, GError **error)
 {
     GHashTable *chardevs = st->chardevs;
@@ -1149,8 +1195,8 @@ static bool parse_mon(const char *arg, MachineConfig *cfg, GHashTable *chardevs,
         return false;
     }
     g_hash_table_steal(chardevs, id);
+    add_monitor(cfg, spec, key);
     g_free(key);
-    add_monitor(cfg, spec);
     return true;
 }
 
@@ -1220,7 +1266,7 @@ static bool cmdline_apply(const OptDef *d, const char *arg, MachineConfig *cfg, 
     case OPT_DRIVE:
         return parse_drive(arg, cfg, st->pending_drives, &st->ndrives, error);
     case OPT_QMP:
-        add_monitor(cfg, g_strdup(arg));
+        add_monitor(cfg, g_strdup(arg), NULL);
         return true;
     case OPT_CHARDEV:
         return parse_chardev(arg, st, error);

@@ -15,8 +15,7 @@ typedef enum {
 #define CMDLINE_DEFAULT_RAM  (128ULL << 20) /* QEMU's default -m */
 #define CMDLINE_MIN_RAM      (8ULL << 20)
 #define CMDLINE_MAX_RAM      (1ULL << 40)
-#define CMDLINE_MAX_CPUS     255            /* xAPIC IDs, one byte in the MADT */
-#define CMDLINE_MACHINE_PC   "pc-i440fx-7.2" /* -machine pc: what query-machines calls it */
+#define CMDLINE_MAX_CPUS     PC_MAX_CPUS
 
 /* Fills cfg (cleared first); the error names the option and the value. */
 bool cmdline_parse(int argc, char **argv, MachineConfig *cfg, CmdlineAction *action,

@@ -69,6 +69,9 @@ void drive_config_clear(DriveConfig *cfg)
     g_free(cfg->file);
     g_free(cfg->format);
     g_free(cfg->serial);
+    g_free(cfg->node_name);
+    g_free(cfg->file_node_name);
+    g_free(cfg->device_id);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -227,6 +230,11 @@ void block_close(BlockBackend *bb)
 uint64_t block_length(BlockBackend *bb)
 {
     return bb->node->length;
+}
+
+uint64_t block_file_size(BlockBackend *bb)
+{
+    return block_file_length(bb->node->file);
 }
 
 const char *block_format(BlockBackend *bb)

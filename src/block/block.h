@@ -38,6 +38,9 @@ typedef struct DriveConfig {
     bool readonly;
     BlockCacheMode cache;
     char *serial;      /* virtio-blk GET_ID, up to 20 bytes used */
+    char *node_name;      /* -blockdev: the node the device uses (the disk has no drive id) */
+    char *file_node_name; /* -blockdev: the file node under it, if it is a format node */
+    char *device_id;      /* the -device id=, if given */
     unsigned pci_slot; /* -device virtio-blk-pci,addr=: its slot, or 0 for the first free */
     /*
      * Opened for an incoming migration: the source still owns the image, so
@@ -85,6 +88,7 @@ void block_close(BlockBackend *bb);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BlockBackend, block_close)
 
 uint64_t block_length(BlockBackend *bb); /* guest-visible bytes */
+uint64_t block_file_size(BlockBackend *bb); /* the image file's bytes */
 /* "raw" or "qcow2": what was opened (query-block's format). */
 const char *block_format(BlockBackend *bb);
 /* How many backing files lie below the image (query-block's backing_file_depth). */

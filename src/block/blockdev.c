@@ -236,6 +236,8 @@ DriveConfig *blockdev_take_drive(BlockdevTable *t, const char *node, GError **er
     }
     fmt->taken = file->taken = true;
     d->id = g_strdup(node);
+    d->node_name = g_strdup(node);
+    d->file_node_name = fmt->child ? g_strdup(file->name) : NULL;
     d->file = g_strdup(file->filename);
     d->format = g_strdup(fmt->child ? fmt->driver : "raw");
     d->readonly = fmt->readonly || file->readonly;

@@ -33,7 +33,7 @@ struct Chardev {
     int out_fd;    /* where output goes; -1 drops it */
     int in_fd;     /* where input comes from; -1 for none */
     int listen_fd; /* unix server socket */
-    char *path;    /* unix socket path, unlinked at exit */
+    char *path;    /* unix socket path, unlinked at exit; a pty's slave name */
     GMutex out_lock;
     GSource *in_source;
     GSource *listen_source;
@@ -292,6 +292,7 @@ static bool chardev_open_pty(Chardev *chr, GError **error)
         tcsetattr(slave, TCSANOW, &t);
     }
     close(slave);
+    chr->path = g_strdup(name);
     /* Nobody may be reading the pty: output is dropped rather than stalling the guest. */
     fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
     fcntl(master, F_SETFD, FD_CLOEXEC);
@@ -397,11 +398,28 @@ void chardev_free(Chardev *chr)
     if (chr->listen_fd >= 0) {
         close(chr->listen_fd);
     }
-    if (chr->path) {
+    if (chr->path && chr->kind == CHARDEV_UNIX) {
         unlink(chr->path);
     }
     g_mutex_clear(&chr->out_lock);
     g_free(chr->path);
     g_free(chr->label);
     g_free(chr);
+}
+
+char *chardev_filename(Chardev *chr)
+{
+    switch (chr->kind) {
+    case CHARDEV_NULL:
+        return g_strdup("null");
+    case CHARDEV_STDIO:
+        return g_strdup("stdio");
+    case CHARDEV_FILE:
+        return g_strdup("file");
+    case CHARDEV_PTY:
+        return g_strdup_printf("pty:%s", chr->path);
+    case CHARDEV_UNIX:
+        return g_strdup_printf("unix:%s,server=on", chr->path);
+    }
+    return g_strdup("");
 }

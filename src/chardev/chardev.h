@@ -41,3 +41,6 @@ void chardev_write(Chardev *chr, const uint8_t *buf, size_t len);
 void chardev_accept_input(Chardev *chr);
 /* Put the terminal back as it was (idempotent, also registered with atexit). */
 void chardev_restore_terminal(void);
+
+/* What it is, as QEMU's query-chardev "filename" says: file, pty:/dev/pts/N, stdio, ... */
+char *chardev_filename(Chardev *chr);

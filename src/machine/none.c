@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 typedef struct {
+    const MachineConfig *cfg;
     GMainLoop *loop;
     QmpServer *qmp;
     const char *name;
@@ -102,6 +103,23 @@ static unsigned none_blocks(void *opaque, QmpBlockInfo *out, unsigned max)
     return 0;
 }
 
+static unsigned none_chardevs(void *opaque, QmpChardevInfo *out, unsigned max)
+{
+    NoneMachine *n = opaque;
+    return machine_monitor_chardevs(n->cfg, out, max);
+}
+
+static unsigned none_peripherals(void *opaque, QmpPeripheral *out, unsigned max)
+{
+    NoneMachine *n = opaque;
+    return machine_peripherals(n->cfg, out, max);
+}
+
+static const char *none_machine_type(void *opaque)
+{
+    return "none-machine";
+}
+
 static bool none_migrate(void *opaque, const char *uri, int fd, GError **error)
 {
     if (fd >= 0) {
@@ -136,6 +154,9 @@ static const QmpMachineOps none_ops = {
     .name = none_name,
     .cpus = none_cpus,
     .blocks = none_blocks,
+    .chardevs = none_chardevs,
+    .peripherals = none_peripherals,
+    .machine_type = none_machine_type,
     .migrate = none_migrate,
     .migrate_incoming = none_migrate,
     .migrate_cancel = none_migrate_cancel,
@@ -149,6 +170,7 @@ int machine_none_run(const MachineConfig *cfg)
     g_autoptr(GMainContext) ctx = g_main_context_new();
     g_main_context_push_thread_default(ctx);
     NoneMachine n = {
+        .cfg = cfg,
         .loop = g_main_loop_new(ctx, FALSE),
         .name = cfg->name,
         .running = !cfg->start_paused,

@@ -127,3 +127,7 @@ bool machine_start_incoming(Machine *m, GError **error);
 
 /* Listens on each of the monitor specs ("fd:N", or qmp_server_listen's). */
 bool machine_listen_monitors(QmpServer *qmp, GPtrArray *monitors, GError **error);
+/* query-chardev's entries for cfg's monitors; returns how many there are. */
+unsigned machine_monitor_chardevs(const MachineConfig *cfg, QmpChardevInfo *out, unsigned max);
+/* qom-list's /machine/peripheral: cfg's devices with an id; returns how many there are. */
+unsigned machine_peripherals(const MachineConfig *cfg, QmpPeripheral *out, unsigned max);

@@ -55,6 +55,13 @@ void machine_config_clear(MachineConfig *cfg)
     if (cfg->bootindex) {
         g_array_unref(cfg->bootindex);
     }
+    g_free(cfg->serial_label);
+    if (cfg->peripherals) {
+        g_ptr_array_unref(cfg->peripherals);
+    }
+    if (cfg->monitor_labels) {
+        g_ptr_array_unref(cfg->monitor_labels);
+    }
     if (cfg->monitors) {
         g_ptr_array_unref(cfg->monitors);
     }
@@ -630,7 +637,11 @@ static unsigned qmp_blocks(void *opaque, QmpBlockInfo *out, unsigned max)
         /* The disks are the first devices, in order. */
         BlockBackend *bb = virtio_blk_backend(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));
         out[i] = (QmpBlockInfo){
-            .device = d->id,
+            .device = d->node_name ? "" : d->id,
+            .qdev = d->device_id,
+            .node_name = d->node_name,
+            .file_node_name = d->file_node_name,
+            .file_size = block_file_size(bb),
             .file = d->file,
             .readonly = d->readonly,
             .cache = block_cache_flags(d->cache),
@@ -640,6 +651,54 @@ static unsigned qmp_blocks(void *opaque, QmpBlockInfo *out, unsigned max)
         };
     }
     return n;
+}
+
+unsigned machine_peripherals(const MachineConfig *cfg, QmpPeripheral *out, unsigned max)
+{
+    unsigned n = cfg->peripherals ? cfg->peripherals->len : 0;
+    for (unsigned i = 0; i < n && i < max; i++) {
+        const MachinePeripheral *d = g_ptr_array_index(cfg->peripherals, i);
+        out[i] = (QmpPeripheral){.id = d->id, .driver = d->driver};
+    }
+    return n;
+}
+
+static unsigned qmp_peripherals(void *opaque, QmpPeripheral *out, unsigned max)
+{
+    Machine *m = opaque;
+    return machine_peripherals(&m->cfg, out, max);
+}
+
+static const char *qmp_machine_type(void *opaque)
+{
+    return PC_MACHINE_NAME "-machine";
+}
+
+unsigned machine_monitor_chardevs(const MachineConfig *cfg, QmpChardevInfo *out, unsigned max)
+{
+    unsigned n = cfg->monitors ? cfg->monitors->len : 0;
+    for (unsigned i = 0; i < n && i < max; i++) {
+        const char *spec = g_ptr_array_index(cfg->monitors, i);
+        out[i].label = g_ptr_array_index(cfg->monitor_labels, i);
+        /* QEMU's words for a listening socket, without our wait=off. */
+        out[i].filename = g_str_has_suffix(spec, ",wait=off")
+                              ? g_strndup(spec, strlen(spec) - strlen(",wait=off"))
+                              : g_strdup(spec);
+        out[i].frontend_open = true;
+    }
+    return n;
+}
+
+static unsigned qmp_chardevs(void *opaque, QmpChardevInfo *out, unsigned max)
+{
+    Machine *m = opaque;
+    unsigned n = machine_monitor_chardevs(&m->cfg, out, max);
+    if (m->serial_chr && n < max) {
+        out[n].label = m->cfg.serial_label ? m->cfg.serial_label : "serial0";
+        out[n].filename = chardev_filename(m->serial_chr);
+        out[n].frontend_open = true;
+    }
+    return n + (m->serial_chr ? 1 : 0);
 }
 
 static const QmpMachineOps machine_qmp_ops = {
@@ -652,6 +711,9 @@ static const QmpMachineOps machine_qmp_ops = {
     .name = qmp_name,
     .cpus = qmp_cpus,
     .blocks = qmp_blocks,
+    .chardevs = qmp_chardevs,
+    .peripherals = qmp_peripherals,
+    .machine_type = qmp_machine_type,
     .migrate = qmp_migrate,
     .migrate_incoming = qmp_migrate_incoming,
     .migrate_cancel = qmp_migrate_cancel,
@@ -831,6 +893,9 @@ Machine *machine_new(const MachineConfig *cfg, GError **error)
     m->cfg.boot_once = g_strdup(cfg->boot_once);
     m->cfg.bootindex = cfg->bootindex ? g_array_ref(cfg->bootindex) : NULL;
     m->cfg.monitors = cfg->monitors ? g_ptr_array_ref(cfg->monitors) : NULL;
+    m->cfg.monitor_labels = cfg->monitor_labels ? g_ptr_array_ref(cfg->monitor_labels) : NULL;
+    m->cfg.peripherals = cfg->peripherals ? g_ptr_array_ref(cfg->peripherals) : NULL;
+    m->cfg.serial_label = g_strdup(cfg->serial_label);
     m->cfg.incoming = g_strdup(cfg->incoming);
     m->cfg.pidfile = NULL; /* main.c's: it outlives the machine */
     g_mutex_init(&m->mig_lock);

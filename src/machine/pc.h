@@ -21,6 +21,12 @@ typedef struct NicConfig {
     unsigned pci_slot; /* addr=: its slot, or 0 for the first free */
 } NicConfig;
 
+/* A -device with an id=: the QOM tree's /machine/peripheral/ID. */
+typedef struct MachinePeripheral {
+    char *id;
+    char *driver;
+} MachinePeripheral;
+
 /* A virtio-rng-pci. */
 typedef struct RngConfig {
     char *id;
@@ -30,6 +36,10 @@ typedef struct RngConfig {
 void rng_config_free(RngConfig *rng);
 
 void nic_config_free(NicConfig *nic);
+
+/* The PC under QEMU's name for the machine it matches (-machine, query-machines). */
+#define PC_MACHINE_NAME "pc-i440fx-7.2"
+#define PC_MAX_CPUS     255 /* xAPIC IDs, one byte in the MADT */
 
 /* Process exit codes besides isa-debug-exit's odd (V << 1) | 1. */
 #define QLITE_EXIT_OK      0 /* guest powered off, -no-reboot reset, Ctrl-a x, signal */
@@ -53,6 +63,7 @@ typedef struct MachineConfig {
     char *append;
     char *serial; /* chardev spec, or NULL for no COM1 */
     bool serial_append; /* -chardev file,append=on behind isa-serial */
+    char *serial_label; /* its -chardev id; NULL: QEMU's "serial0" */
     char *name;
     bool no_reboot;
     bool no_shutdown; /* -no-shutdown: a guest power-off stops the VM, qlite stays */
@@ -74,6 +85,8 @@ typedef struct MachineConfig {
     GPtrArray *rngs;
     /* QMP monitors: "unix:PATH,server=on,wait=off", "tcp:...", or "fd:N" (owned strings). */
     GPtrArray *monitors;
+    GPtrArray *monitor_labels; /* each one's chardev label, for query-chardev */
+    GPtrArray *peripherals;    /* MachinePeripheral *, owned: the devices given an id */
     bool start_paused;     /* -S */
     char *incoming;        /* -incoming URI or "defer" */
     bool daemonize;        /* -daemonize: handled by main.c */

@@ -9,7 +9,7 @@
 #include "monitor/qmp-int.h"
 #include "monitor/qmp-schema.h"
 
-#include "cmdline.h" /* CMDLINE_MAX_CPUS, CMDLINE_MACHINE_PC: header only */
+#include "machine/pc.h" /* PC_MACHINE_NAME, PC_MAX_CPUS: header only */
 
 #include <string.h>
 
@@ -52,7 +52,7 @@ static JsonObject *machine_info(const char *name, const char *alias, unsigned cp
 JsonNode *qmp_cmd_query_machines(QmpServer *s, JsonObject *args)
 {
     JsonArray *a = json_array_new();
-    json_array_add_object_element(a, machine_info(CMDLINE_MACHINE_PC, "pc", CMDLINE_MAX_CPUS));
+    json_array_add_object_element(a, machine_info(PC_MACHINE_NAME, "pc", PC_MAX_CPUS));
     json_array_add_object_element(a, machine_info("none", NULL, 1));
     return array_reply(a);
 }

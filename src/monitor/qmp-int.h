@@ -12,7 +12,8 @@
  *   qmp-schema.c         the description (qmp-schema.json): argument checks, introspection
  *   qmp-cmd-probe.c      what a manager asks first: target, machines, QOM types and properties
  *   qmp-cmd-run.c        the VM as a whole: status, stop, cont, reset, quit, HMP
- *   qmp-cmd-block.c      query-block, device_del
+ *   qmp-cmd-block.c      query-block, query-named-block-nodes, query-chardev, device_del
+ *   qmp-cmd-qom.c        qom-list, qom-get: /machine, its peripherals and vCPUs
  *   qmp-cmd-fd.c         getfd, closefd, the descriptors a monitor keeps
  *   qmp-cmd-migration.c  migrate and the rest of migration
  */
@@ -103,6 +104,11 @@ JsonNode *qmp_cmd_quit(QmpServer *s, JsonObject *args);
 JsonNode *qmp_cmd_hmp(QmpServer *s, JsonObject *args);
 
 JsonNode *qmp_cmd_query_block(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_query_chardev(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_query_named_block_nodes(QmpServer *s, JsonObject *args);
+
+JsonNode *qmp_cmd_qom_list(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_qom_get(QmpServer *s, JsonObject *args);
 JsonNode *qmp_cmd_device_del(QmpServer *s, JsonObject *args);
 
 JsonNode *qmp_cmd_getfd(QmpServer *s, JsonObject *args);

@@ -25,7 +25,11 @@ typedef struct QmpCpuInfo {
 } QmpCpuInfo;
 
 typedef struct QmpBlockInfo {
-    const char *device; /* the drive id */
+    const char *device;         /* the drive id; "" for a -blockdev disk */
+    const char *qdev;           /* the -device id, or NULL */
+    const char *node_name;      /* -blockdev: the device's node, else NULL */
+    const char *file_node_name; /* -blockdev: the file node under it, or NULL */
+    uint64_t file_size;         /* the image file's bytes */
     const char *file;
     bool readonly;
     BlockCacheFlags cache;
@@ -33,6 +37,19 @@ typedef struct QmpBlockInfo {
     const char *format;     /* block_format: "raw", "qcow2"; NULL reads as "raw" */
     unsigned backing_depth; /* block_backing_depth */
 } QmpBlockInfo;
+
+/* query-chardev: one character device. */
+typedef struct QmpChardevInfo {
+    const char *label;
+    char *filename; /* owned: QEMU's description (file, pty:/dev/pts/N, unix:PATH,server=on) */
+    bool frontend_open;
+} QmpChardevInfo;
+
+/* A device with an id, at /machine/peripheral/ID in the QOM tree (qom-list, qom-get). */
+typedef struct QmpPeripheral {
+    const char *id;
+    const char *driver; /* its QOM type */
+} QmpPeripheral;
 
 /* query-migrate; status NULL when no migration ever started. */
 typedef struct QmpMigrateInfo {
@@ -56,6 +73,9 @@ typedef struct QmpMachineOps {
     /* Fills up to max entries, returns how many vCPUs there are. */
     unsigned (*cpus)(void *opaque, QmpCpuInfo *out, unsigned max);
     unsigned (*blocks)(void *opaque, QmpBlockInfo *out, unsigned max);
+    unsigned (*chardevs)(void *opaque, QmpChardevInfo *out, unsigned max);
+    unsigned (*peripherals)(void *opaque, QmpPeripheral *out, unsigned max);
+    const char *(*machine_type)(void *opaque); /* the QOM type of /machine */
     /*
      * Starts sending the VM to uri (in the background); fails at once on a bad
      * uri or a busy VM. fd is the descriptor of an fd:NAME uri (getfd), else

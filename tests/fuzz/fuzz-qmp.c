@@ -45,6 +45,21 @@ static unsigned no_blocks(void *opaque, QmpBlockInfo *out, unsigned max)
 {
     return 0;
 }
+static unsigned no_chardevs(void *opaque, QmpChardevInfo *out, unsigned max)
+{
+    return 0;
+}
+static unsigned no_peripherals(void *opaque, QmpPeripheral *out, unsigned max)
+{
+    if (max > 0) {
+        out[0] = (QmpPeripheral){.id = "disk0", .driver = "virtio-blk-pci"};
+    }
+    return 1;
+}
+static const char *machine_type(void *opaque)
+{
+    return "pc-i440fx-7.2-machine";
+}
 static bool no_migration(void *opaque, const char *uri, int fd, GError **error)
 {
     if (fd >= 0) {
@@ -66,6 +81,9 @@ static const QmpMachineOps ops = {
     .name = no_name,
     .cpus = one_cpu,
     .blocks = no_blocks,
+    .chardevs = no_chardevs,
+    .peripherals = no_peripherals,
+    .machine_type = machine_type,
     .migrate = no_migration,
     .migrate_incoming = no_migration,
     .migrate_cancel = nothing,
