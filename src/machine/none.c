@@ -50,12 +50,7 @@ static bool none_cont(void *opaque, GError **error)
 
 static void none_event(NoneMachine *n, const char *name, const char *reason)
 {
-    JsonObject *o = json_object_new();
-    json_object_set_boolean_member(o, "guest", FALSE);
-    json_object_set_string_member(o, "reason", reason);
-    JsonNode *data = json_node_alloc();
-    json_node_take_object(json_node_init(data, JSON_NODE_OBJECT), o);
-    qmp_server_event(n->qmp, name, data);
+    machine_qmp_event(n->qmp, name, false, reason);
 }
 
 static void none_system_reset(void *opaque)

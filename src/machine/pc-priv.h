@@ -131,3 +131,5 @@ bool machine_listen_monitors(QmpServer *qmp, GPtrArray *monitors, GError **error
 unsigned machine_monitor_chardevs(const MachineConfig *cfg, QmpChardevInfo *out, unsigned max);
 /* qom-list's /machine/peripheral: cfg's devices with an id; returns how many there are. */
 unsigned machine_peripherals(const MachineConfig *cfg, QmpPeripheral *out, unsigned max);
+/* A QMP event whose data is {"guest": guest, "reason": reason} (SHUTDOWN, RESET); qmp may be NULL. */
+void machine_qmp_event(QmpServer *qmp, const char *name, bool guest, const char *reason);

@@ -90,10 +90,9 @@ void machine_request_exit(Machine *m, int status, const char *why)
     g_main_context_invoke(m->ctx, machine_do_exit, m);
 }
 
-/* A QMP event whose data is {"guest": guest, "reason": reason}. */
-static void machine_event(Machine *m, const char *name, bool guest, const char *reason)
+void machine_qmp_event(QmpServer *qmp, const char *name, bool guest, const char *reason)
 {
-    if (!m->qmp) {
+    if (!qmp) {
         return;
     }
     JsonObject *o = json_object_new();
@@ -101,7 +100,12 @@ static void machine_event(Machine *m, const char *name, bool guest, const char *
     json_object_set_string_member(o, "reason", reason);
     JsonNode *data = json_node_alloc();
     json_node_take_object(json_node_init(data, JSON_NODE_OBJECT), o);
-    qmp_server_event(m->qmp, name, data);
+    qmp_server_event(qmp, name, data);
+}
+
+static void machine_event(Machine *m, const char *name, bool guest, const char *reason)
+{
+    machine_qmp_event(m->qmp, name, guest, reason);
 }
 
 void machine_shutdown(Machine *m, int status, bool guest, const char *reason)

@@ -42,13 +42,6 @@ static JsonObject *node_info(const QmpBlockInfo *b, bool file)
     return ins;
 }
 
-static JsonNode *array_node(JsonArray *a)
-{
-    JsonNode *node = json_node_alloc();
-    json_node_take_array(json_node_init(node, JSON_NODE_ARRAY), a);
-    return node;
-}
-
 /* The fields a manager reads from query-block: qdev is the device's QOM path, as QEMU's. */
 JsonNode *qmp_cmd_query_block(QmpServer *s, JsonObject *args)
 {
@@ -69,7 +62,7 @@ JsonNode *qmp_cmd_query_block(QmpServer *s, JsonObject *args)
         json_object_set_string_member(o, "type", "unknown");
         json_array_add_object_element(a, o);
     }
-    return qmp_return(array_node(a));
+    return qmp_return(qmp_array_node(a));
 }
 
 /* Each disk's named nodes (-blockdev): the format node, then the file node under it. */
@@ -86,7 +79,7 @@ JsonNode *qmp_cmd_query_named_block_nodes(QmpServer *s, JsonObject *args)
             json_array_add_object_element(a, node_info(&blk[i], true));
         }
     }
-    return qmp_return(array_node(a));
+    return qmp_return(qmp_array_node(a));
 }
 
 /* No device has an id qlite could unplug by (no hotplug): every id is unknown. */
@@ -109,5 +102,5 @@ JsonNode *qmp_cmd_query_chardev(QmpServer *s, JsonObject *args)
         json_array_add_object_element(a, o);
         g_free(chr[i].filename);
     }
-    return qmp_return(array_node(a));
+    return qmp_return(qmp_array_node(a));
 }

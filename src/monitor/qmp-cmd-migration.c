@@ -152,9 +152,7 @@ JsonNode *qmp_cmd_query_migrate_capabilities(QmpServer *s, JsonObject *args)
     json_object_set_boolean_member(c, "state", g_atomic_int_get(&s->mig_events));
     JsonArray *a = json_array_new();
     json_array_add_object_element(a, c);
-    JsonNode *n = json_node_alloc();
-    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), a);
-    return qmp_return(n);
+    return qmp_return(qmp_array_node(a));
 }
 
 /*

@@ -15,9 +15,7 @@
 
 static JsonNode *array_reply(JsonArray *a)
 {
-    JsonNode *n = json_node_alloc();
-    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), a);
-    return qmp_return(n);
+    return qmp_return(qmp_array_node(a));
 }
 
 JsonNode *qmp_cmd_query_target(QmpServer *s, JsonObject *args)

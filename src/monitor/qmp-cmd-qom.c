@@ -58,14 +58,25 @@ static void add_prop(JsonArray *a, const char *name, const char *type)
     json_array_add_object_element(a, o);
 }
 
+/* The object at args' path, with the peripherals read into per; or the error reply. */
+static JsonNode *qom_lookup(QmpServer *s, JsonObject *args, QmpPeripheral *per, unsigned *nper,
+                            QomObject *obj)
+{
+    const char *path = json_object_get_string_member(args, "path");
+    *nper = MIN(s->ops->peripherals(s->opaque, per, QOM_MAX_PERIPHERALS), QOM_MAX_PERIPHERALS);
+    *obj = qom_find(s, path, per, *nper);
+    return obj->type ? NULL : qmp_error("DeviceNotFound", "Device '%s' not found", path);
+}
+
 JsonNode *qmp_cmd_qom_list(QmpServer *s, JsonObject *args)
 {
     const char *path = json_object_get_string_member(args, "path");
     QmpPeripheral per[QOM_MAX_PERIPHERALS];
-    unsigned nper = MIN(s->ops->peripherals(s->opaque, per, G_N_ELEMENTS(per)), G_N_ELEMENTS(per));
-    QomObject obj = qom_find(s, path, per, nper);
-    if (!obj.type) {
-        return qmp_error("DeviceNotFound", "Device '%s' not found", path);
+    unsigned nper;
+    QomObject obj;
+    JsonNode *err = qom_lookup(s, args, per, &nper, &obj);
+    if (err) {
+        return err;
     }
     JsonArray *a = json_array_new();
     add_prop(a, "type", "string");
@@ -87,20 +98,18 @@ JsonNode *qmp_cmd_qom_list(QmpServer *s, JsonObject *args)
             add_prop(a, name, "child<host-x86_64-cpu>");
         }
     }
-    JsonNode *n = json_node_alloc();
-    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), a);
-    return qmp_return(n);
+    return qmp_return(qmp_array_node(a));
 }
 
 JsonNode *qmp_cmd_qom_get(QmpServer *s, JsonObject *args)
 {
-    const char *path = json_object_get_string_member(args, "path");
     const char *prop = json_object_get_string_member(args, "property");
     QmpPeripheral per[QOM_MAX_PERIPHERALS];
-    unsigned nper = MIN(s->ops->peripherals(s->opaque, per, G_N_ELEMENTS(per)), G_N_ELEMENTS(per));
-    QomObject obj = qom_find(s, path, per, nper);
-    if (!obj.type) {
-        return qmp_error("DeviceNotFound", "Device '%s' not found", path);
+    unsigned nper;
+    QomObject obj;
+    JsonNode *err = qom_lookup(s, args, per, &nper, &obj);
+    if (err) {
+        return err;
     }
     JsonNode *v = json_node_alloc();
     if (strcmp(prop, "type") == 0) {

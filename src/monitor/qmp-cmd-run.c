@@ -73,9 +73,7 @@ JsonNode *qmp_cmd_query_cpus_fast(QmpServer *s, JsonObject *args)
         json_object_set_string_member(o, "target", "x86_64");
         json_array_add_object_element(a, o);
     }
-    JsonNode *node = json_node_alloc();
-    json_node_take_array(json_node_init(node, JSON_NODE_ARRAY), a);
-    return qmp_return(node);
+    return qmp_return(qmp_array_node(a));
 }
 
 JsonNode *qmp_cmd_stop(QmpServer *s, JsonObject *args)

@@ -62,13 +62,6 @@ static const QmpCommand qmp_commands[] = {
     {"query-migrate-parameters", qmp_cmd_query_migrate_parameters},
 };
 
-static JsonNode *array_node(JsonArray *a)
-{
-    JsonNode *n = json_node_alloc();
-    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), a);
-    return n;
-}
-
 static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args)
 {
     JsonArray *a = json_array_new();
@@ -78,7 +71,7 @@ static JsonNode *cmd_query_commands(QmpServer *s, JsonObject *args)
         json_object_set_string_member(o, "name", n->data);
         json_array_add_object_element(a, o);
     }
-    return qmp_return(array_node(a));
+    return qmp_return(qmp_array_node(a));
 }
 
 static JsonNode *cmd_query_qmp_schema(QmpServer *s, JsonObject *args)

@@ -64,6 +64,7 @@ struct QmpServer {
 /* qmp-json.c */
 JsonNode *qmp_error(const char *cls, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 JsonNode *qmp_object_node(JsonObject *o);
+JsonNode *qmp_array_node(JsonArray *a); /* takes a */
 JsonNode *qmp_return(JsonNode *value);
 void qmp_json_append(GString *out, JsonNode *node);
 

@@ -34,6 +34,13 @@ JsonNode *qmp_object_node(JsonObject *o)
     return n;
 }
 
+JsonNode *qmp_array_node(JsonArray *a)
+{
+    JsonNode *n = json_node_alloc();
+    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), a);
+    return n;
+}
+
 /* {"return": value}, {} when value is NULL; takes value. */
 JsonNode *qmp_return(JsonNode *value)
 {

@@ -393,7 +393,5 @@ JsonNode *qmp_schema_introspect(void)
         g_free(type);
     }
     g_hash_table_destroy(in.masked);
-    JsonNode *n = json_node_alloc();
-    json_node_take_array(json_node_init(n, JSON_NODE_ARRAY), in.out);
-    return n;
+    return qmp_array_node(in.out);
 }
