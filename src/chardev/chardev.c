@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <glib-unix.h>
 #include <pty.h>
 #include <stdio.h>
@@ -240,8 +241,8 @@ static bool chardev_open_unix(Chardev *chr, const char *spec, GError **error)
         return false;
     }
     if (!server) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "unix:%s: only server=on is supported", path);
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID, "unix:%s: only server=on is supported",
+                    path);
         return false;
     }
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -263,8 +264,7 @@ static bool chardev_open_unix(Chardev *chr, const char *spec, GError **error)
     }
     chr->path = g_strdup(path);
     if (wait) {
-        fprintf(stderr, "qlite: waiting for connection on: disconnected:unix:%s,server=on\n",
-                path);
+        fprintf(stderr, "qlite: waiting for connection on: disconnected:unix:%s,server=on\n", path);
         int client = accept4(chr->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (client < 0) {
             qlite_error_errno(error, errno, "unix:%s: accept", path);
@@ -364,6 +364,16 @@ void chardev_write(Chardev *chr, const uint8_t *buf, size_t len)
         ssize_t n = chr->kind == CHARDEV_UNIX ? send(chr->out_fd, buf, len, MSG_NOSIGNAL)
                                               : write(chr->out_fd, buf, len);
         if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN && chr->kind == CHARDEV_FILE) {
+            /*
+             * A file may be a pipe handed in non-blocking (libvirt's to
+             * virtlogd, through /dev/fdset): wait for its reader, as QEMU
+             * does, rather than lose the console's bytes.
+             */
+            struct pollfd p = {.fd = chr->out_fd, .events = POLLOUT};
+            poll(&p, 1, -1);
             continue;
         }
         if (n <= 0) {

@@ -103,7 +103,16 @@ def wait_state(want, timeout=60):
 
 
 def inside(a):
-    """The virsh steps, in the namespace beside libvirtd."""
+    """The virsh steps, in the namespace beside libvirtd; the console is kept in the log dir."""
+    try:
+        return steps(a)
+    finally:
+        console = os.path.join(a.tmp, "console.log")
+        if os.path.exists(console):
+            shutil.copy(console, os.path.join(a.log_dir, "libvirt-console.log"))
+
+
+def steps(a):
     tmp = a.tmp
     disk, console = os.path.join(tmp, "disk.img"), os.path.join(tmp, "console.log")
     with open(disk, "wb") as f:
@@ -147,8 +156,14 @@ def inside(a):
     check(con.wait(r"ok \d+ - mig_workload: .* 0 with memory changed under us", timeout=300),
           "after the restore the workload finishes, its memory intact")
     seen = rounds(con)
-    check(seen == list(range(1, ROUNDS + 1)),
-          f"the rounds go on from {last}, none lost or repeated ({seen[-1:]} of {ROUNDS})")
+    if not check(seen == list(range(1, ROUNDS + 1)),
+                 f"the rounds go on from {last}, none lost or repeated ({seen[-1:]} of {ROUNDS})"):
+        missing = sorted(set(range(1, ROUNDS + 1)) - set(seen))
+        repeated = sorted({n for n in seen if seen.count(n) > 1})
+        odd = [line for line in con.text().splitlines()
+               if "round" in line and not re.search(r"mig round \d+ monotonic \d+\s*$", line)]
+        print(f"# missing {missing[:10]}, repeated {repeated[:10]}, other lines with "
+              f"'round': {odd[:5]}")
 
     boots = con.text().count("TAP version")
     rc, out = virsh("reset", NAME)
@@ -164,7 +179,6 @@ def inside(a):
     rc, out = virsh("destroy", NAME)
     check(rc == 0 and state() == "shut off", f"destroy ({out})")
     virsh("undefine", NAME)
-    shutil.copy(console, os.path.join(a.log_dir, "libvirt-console.log"))
     return 1 if failures else 0
 
 
