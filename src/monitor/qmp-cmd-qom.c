@@ -58,29 +58,33 @@ static void add_prop(JsonArray *a, const char *name, const char *type)
     json_array_add_object_element(a, o);
 }
 
-/* The object at args' path, with the peripherals read into per; or the error reply. */
-static JsonNode *qom_lookup(QmpServer *s, JsonObject *args, QmpPeripheral *per, unsigned *nper,
-                            QomObject *obj)
+/* What a qom command looks at: the object at its path and the peripherals read for it. */
+typedef struct {
+    QmpPeripheral per[QOM_MAX_PERIPHERALS];
+    unsigned nper;
+    QomObject obj;
+} QomLookup;
+
+/* Fills q for args' path; NULL, or the error reply. */
+static JsonNode *qom_lookup(QmpServer *s, JsonObject *args, QomLookup *q)
 {
     const char *path = json_object_get_string_member(args, "path");
-    *nper = MIN(s->ops->peripherals(s->opaque, per, QOM_MAX_PERIPHERALS), QOM_MAX_PERIPHERALS);
-    *obj = qom_find(s, path, per, *nper);
-    return obj->type ? NULL : qmp_error("DeviceNotFound", "Device '%s' not found", path);
+    q->nper = MIN(s->ops->peripherals(s->opaque, q->per, QOM_MAX_PERIPHERALS), QOM_MAX_PERIPHERALS);
+    q->obj = qom_find(s, path, q->per, q->nper);
+    return q->obj.type ? NULL : qmp_error("DeviceNotFound", "Device '%s' not found", path);
 }
 
 JsonNode *qmp_cmd_qom_list(QmpServer *s, JsonObject *args)
 {
     const char *path = json_object_get_string_member(args, "path");
-    QmpPeripheral per[QOM_MAX_PERIPHERALS];
-    unsigned nper;
-    QomObject obj;
-    JsonNode *err = qom_lookup(s, args, per, &nper, &obj);
+    QomLookup q;
+    JsonNode *err = qom_lookup(s, args, &q);
     if (err) {
         return err;
     }
     JsonArray *a = json_array_new();
     add_prop(a, "type", "string");
-    if (obj.device) {
+    if (q.obj.device) {
         add_prop(a, "realized", "bool");
     }
     if (strcmp(path, "/machine") == 0) {
@@ -88,9 +92,9 @@ JsonNode *qmp_cmd_qom_list(QmpServer *s, JsonObject *args)
         add_prop(a, "peripheral-anon", "child<container>");
         add_prop(a, "unattached", "child<container>");
     } else if (strcmp(path, "/machine/peripheral") == 0) {
-        for (unsigned i = 0; i < nper; i++) {
-            g_autofree char *child = g_strdup_printf("child<%s>", per[i].driver);
-            add_prop(a, per[i].id, child);
+        for (unsigned i = 0; i < q.nper; i++) {
+            g_autofree char *child = g_strdup_printf("child<%s>", q.per[i].driver);
+            add_prop(a, q.per[i].id, child);
         }
     } else if (strcmp(path, "/machine/unattached") == 0) {
         for (unsigned i = 0; i < cpu_count(s); i++) {
@@ -104,21 +108,19 @@ JsonNode *qmp_cmd_qom_list(QmpServer *s, JsonObject *args)
 JsonNode *qmp_cmd_qom_get(QmpServer *s, JsonObject *args)
 {
     const char *prop = json_object_get_string_member(args, "property");
-    QmpPeripheral per[QOM_MAX_PERIPHERALS];
-    unsigned nper;
-    QomObject obj;
-    JsonNode *err = qom_lookup(s, args, per, &nper, &obj);
+    QomLookup q;
+    JsonNode *err = qom_lookup(s, args, &q);
     if (err) {
         return err;
     }
     JsonNode *v = json_node_alloc();
     if (strcmp(prop, "type") == 0) {
-        json_node_init_string(v, obj.type);
-    } else if (obj.device && strcmp(prop, "realized") == 0) {
+        json_node_init_string(v, q.obj.type);
+    } else if (q.obj.device && strcmp(prop, "realized") == 0) {
         json_node_init_boolean(v, TRUE);
     } else {
         json_node_free(v);
-        return qmp_error("GenericError", "Property '%s.%s' not found", obj.type, prop);
+        return qmp_error("GenericError", "Property '%s.%s' not found", q.obj.type, prop);
     }
     return qmp_return(v);
 }

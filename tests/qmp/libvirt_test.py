@@ -30,19 +30,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "boot"))
 sys.path.insert(0, HERE)
 import guest  # noqa: E402
-from linux_lifecycle_test import Console  # noqa: E402
+from linux_lifecycle_test import Console, check, failures  # noqa: E402
 
 NAME = "qlite-libvirt-test"
 ROUNDS = 600  # 200 ms each: the save and restore land in the middle
 SEED = 0x5eed
-failures = []
-
-
-def check(cond, what):
-    print(("ok - " if cond else "not ok - ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def virsh(*args, timeout=120):
