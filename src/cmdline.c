@@ -84,7 +84,8 @@ static const OptDef opt_defs[] = {
      "puts open descriptor N in set S: a file name /dev/fdset/S then opens it"},
     {"overcommit", OPT_OVERCOMMIT, true, "mem-lock=off[,cpu-pm=off]",
      "accepted as qlite runs: guest RAM is not locked, no guest CPU power management"},
-    {"uuid", OPT_UUID, true, "UUID", "accepted when well-formed: qlite has no SMBIOS table to carry it"},
+    {"uuid", OPT_UUID, true, "UUID",
+     "accepted when well-formed: qlite has no SMBIOS table to carry it"},
     {"rtc", OPT_RTC, true, "base=utc[,clock=host][,driftfix=none]",
      "the RTC counts UTC from the host clock (the one setting qlite has)"},
     {"msg", OPT_MSG, true, "timestamp=on|off", "prefix qlite's messages with the time"},
@@ -341,19 +342,19 @@ static bool parse_pci_addr(Opts *o, const char *driver, CmdlineState *st, unsign
     }
     g_auto(GStrv) parts = g_strsplit(addr, ".", 2);
     guint64 s, f = 0;
-    if (!g_ascii_string_to_unsigned(g_str_has_prefix(parts[0], "0x") ? parts[0] + 2 : parts[0],
-                                    16, 0, 31, &s, NULL) ||
-        (parts[1] && !g_ascii_string_to_unsigned(
-                         g_str_has_prefix(parts[1], "0x") ? parts[1] + 2 : parts[1], 16, 0, 7,
-                         &f, NULL))) {
+    if (!g_ascii_string_to_unsigned(g_str_has_prefix(parts[0], "0x") ? parts[0] + 2 : parts[0], 16,
+                                    0, 31, &s, NULL) ||
+        (parts[1] &&
+         !g_ascii_string_to_unsigned(g_str_has_prefix(parts[1], "0x") ? parts[1] + 2 : parts[1], 16,
+                                     0, 7, &f, NULL))) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
                     "Property '%s.addr' doesn't take value '%s'", driver, addr);
         return false;
     }
     if (s == 0 || f != 0) {
         g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                    "%s: addr=%s: qlite places single-function devices in slots 1 to 31",
-                    driver, addr);
+                    "%s: addr=%s: qlite places single-function devices in slots 1 to 31", driver,
+                    addr);
         return false;
     }
     if (st->pci_slots[s]) {
@@ -777,8 +778,7 @@ static void peripheral_free(gpointer p)
 }
 
 /* A device's id= names it in the QOM tree (/machine/peripheral/ID), once. */
-static bool add_peripheral(MachineConfig *cfg, const char *id, const char *driver,
-                           GError **error)
+static bool add_peripheral(MachineConfig *cfg, const char *id, const char *driver, GError **error)
 {
     if (!cfg->peripherals) {
         cfg->peripherals = g_ptr_array_new_with_free_func(peripheral_free);
@@ -797,8 +797,8 @@ static bool add_peripheral(MachineConfig *cfg, const char *id, const char *drive
     return true;
 }
 
-static bool parse_device_driver(Opts *o, const char *driver, MachineConfig *cfg,
-                                CmdlineState *st, GError **error)
+static bool parse_device_driver(Opts *o, const char *driver, MachineConfig *cfg, CmdlineState *st,
+                                GError **error)
 {
     if (driver && strcmp(driver, "isa-debug-exit") == 0) {
         return parse_debug_exit(o, cfg, error);
@@ -979,13 +979,8 @@ typedef struct {
     const char *key, *value, *why;
 } FixedSetting;
 
-static bool parse_fixed(const char *arg, const char *implied, const FixedSetting *fixed, size_t n,
-                        GError **error)
+static bool check_fixed(Opts *o, const FixedSetting *fixed, size_t n, GError **error)
 {
-    g_autoptr(Opts) o = opts_parse(arg, implied, error);
-    if (!o) {
-        return false;
-    }
     for (size_t i = 0; i < n; i++) {
         const char *v = opts_get(o, fixed[i].key);
         if (v && fixed[i].value && strcmp(v, fixed[i].value) != 0) {
@@ -994,7 +989,14 @@ static bool parse_fixed(const char *arg, const char *implied, const FixedSetting
             return false;
         }
     }
-    return opts_check_unused(o, error);
+    return true;
+}
+
+static bool parse_fixed(const char *arg, const char *implied, const FixedSetting *fixed, size_t n,
+                        GError **error)
+{
+    g_autoptr(Opts) o = opts_parse(arg, implied, error);
+    return o && check_fixed(o, fixed, n, error) && opts_check_unused(o, error);
 }
 
 static const FixedSetting overcommit_settings[] = {
@@ -1007,8 +1009,7 @@ static const FixedSetting rtc_settings[] = {
     {"driftfix", "none", "missed RTC ticks are not replayed"},
 };
 static const FixedSetting audiodev_settings[] = {
-    {"driver", "none", "qlite has no sound device"},
-    {"id", NULL, NULL}, /* any id */
+    {"driver", "none", "qlite has no sound device"}, {"id", NULL, NULL}, /* any id */
 };
 
 static bool parse_msg(const char *arg, MachineConfig *cfg, GError **error)
@@ -1045,19 +1046,12 @@ static bool parse_machine(const char *arg, MachineConfig *cfg, GError **error)
     }
     const char *type = opts_get(o, "type");
     const char *accel = opts_get(o, "accel");
-    static const struct {
-        const char *name, *only;
-    } fixed[] = {{"usb", "off"}, {"dump-guest-core", "off"}};
-    for (size_t i = 0; i < G_N_ELEMENTS(fixed); i++) {
-        const char *v = opts_get(o, fixed[i].name);
-        if (v && strcmp(v, fixed[i].only) != 0) {
-            g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
-                        "%s=%s is not supported (qlite has %s=%s)", fixed[i].name, v,
-                        fixed[i].name, fixed[i].only);
-            return false;
-        }
-    }
-    if (!opts_check_unused(o, error) || (accel && !accel_ok(accel, error))) {
+    static const FixedSetting fixed[] = {
+        {"usb", "off", "qlite has no USB"},
+        {"dump-guest-core", "off", "guest RAM is never in a core dump"},
+    };
+    if (!check_fixed(o, fixed, G_N_ELEMENTS(fixed), error) || !opts_check_unused(o, error) ||
+        (accel && !accel_ok(accel, error))) {
         return false;
     }
     if (type && strcmp(type, "none") == 0) {
@@ -1080,9 +1074,9 @@ static void add_monitor(MachineConfig *cfg, char *spec, const char *label)
         cfg->monitor_labels = g_ptr_array_new_with_free_func(g_free);
     }
     g_ptr_array_add(cfg->monitors, spec);
-    g_ptr_array_add(cfg->monitor_labels, label ? g_strdup(label)
-                                               : g_strdup_printf("compat_monitor%u",
-                                                                 cfg->monitors->len - 1));
+    g_ptr_array_add(cfg->monitor_labels,
+                    label ? g_strdup(label)
+                          : g_strdup_printf("compat_monitor%u", cfg->monitors->len - 1));
 }
 
 /* -chardev file,id=ID,path=PATH[,append=on]: for isa-serial (PATH may be /dev/fdset/N). */

@@ -296,6 +296,9 @@ static void test_libvirt_argv(void)
     expect_error("base=localtime is not supported", "-kernel", "/k", "-rtc", "base=localtime",
                  NULL);
     expect_error("Fail to parse UUID string", "-kernel", "/k", "-uuid", "xyz", NULL);
+    expect_error("usb=on is not supported: qlite has no USB", "-kernel", "/k", "-machine",
+                 "pc,usb=on", NULL);
+    expect_error("unsupported machine type 'q35'", "-kernel", "/k", "-machine", "q35", NULL);
     expect_error("not an open descriptor", "-kernel", "/k", "-add-fd", "set=1,fd=999", NULL);
     expect_error("can't find value 'c9'", "-kernel", "/k", "-device", "isa-serial,chardev=c9",
                  NULL);
