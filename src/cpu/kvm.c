@@ -143,6 +143,12 @@ Kvm *kvm_new(GError **error)
     if (!kvm_save_irqchip_init(kvm, error)) {
         return NULL;
     }
+    GError *err = NULL;
+    kvm->stats = kvm_stats_open(kvm->vm_fd, &err);
+    if (err) {
+        g_propagate_error(error, err);
+        return NULL;
+    }
     return g_steal_pointer(&kvm);
 }
 
@@ -151,6 +157,7 @@ void kvm_free(Kvm *kvm)
     if (!kvm) {
         return;
     }
+    kvm_stats_free(kvm->stats);
     if (kvm->vm_fd >= 0) {
         close(kvm->vm_fd);
     }

@@ -2,6 +2,7 @@
 #pragma once
 
 /* The KVM VM: /dev/kvm, the VM fd, the in-kernel irqchip and PIT, RAM slots. */
+#include "cpu/kvm-stats.h"
 #include "mem/guest-mem.h"
 
 #include <glib.h>
@@ -27,6 +28,7 @@ typedef struct Kvm {
     /* KVM_GET_MSR_INDEX_LIST: the MSRs KVM can save and restore, read once. */
     uint32_t *msr_index;
     unsigned nmsr_index;
+    KvmStats *stats; /* the VM's statistics; NULL where the kernel has none */
 } Kvm;
 
 /* GSIs 0-23 are the IOAPIC pins (0-15 also the PICs); MSI routes start above. */

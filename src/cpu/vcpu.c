@@ -15,10 +15,10 @@
 /* Kicks a vCPU out of KVM_RUN; the handler itself does nothing. */
 #define VCPU_KICK_SIGNAL SIGUSR1
 
-#define APIC_LVT_LINT0     0x350
-#define APIC_LVT_LINT1     0x360
-#define APIC_MODE_NMI      0x4
-#define APIC_MODE_EXTINT   0x7
+#define APIC_LVT_LINT0   0x350
+#define APIC_LVT_LINT1   0x360
+#define APIC_MODE_NMI    0x4
+#define APIC_MODE_EXTINT 0x7
 
 /*
  * MSRs put back at reset: the paravirtual ones stop KVM from writing into
@@ -28,21 +28,21 @@ static const struct {
     uint32_t index;
     uint64_t value;
 } vcpu_reset_msrs[] = {
-    {0x12, 0},                  /* MSR_KVM_SYSTEM_TIME */
-    {0x4b564d01, 0},            /* MSR_KVM_SYSTEM_TIME_NEW */
-    {0x4b564d02, 0},            /* MSR_KVM_ASYNC_PF_EN */
-    {0x4b564d03, 0},            /* MSR_KVM_STEAL_TIME */
-    {0x4b564d04, 0},            /* MSR_KVM_PV_EOI_EN */
-    {0x174, 0},                 /* SYSENTER_CS */
-    {0x175, 0},                 /* SYSENTER_ESP */
-    {0x176, 0},                 /* SYSENTER_EIP */
-    {0xc0000081, 0},            /* STAR */
-    {0xc0000082, 0},            /* LSTAR */
-    {0xc0000083, 0},            /* CSTAR */
-    {0xc0000084, 0},            /* SFMASK */
-    {0xc0000102, 0},            /* KERNEL_GS_BASE */
-    {0x1a0, 1},                 /* MISC_ENABLE: fast strings */
-    {0x2ff, (1 << 11) | 6},     /* MTRRdefType: enabled, write-back */
+    {0x12, 0},              /* MSR_KVM_SYSTEM_TIME */
+    {0x4b564d01, 0},        /* MSR_KVM_SYSTEM_TIME_NEW */
+    {0x4b564d02, 0},        /* MSR_KVM_ASYNC_PF_EN */
+    {0x4b564d03, 0},        /* MSR_KVM_STEAL_TIME */
+    {0x4b564d04, 0},        /* MSR_KVM_PV_EOI_EN */
+    {0x174, 0},             /* SYSENTER_CS */
+    {0x175, 0},             /* SYSENTER_ESP */
+    {0x176, 0},             /* SYSENTER_EIP */
+    {0xc0000081, 0},        /* STAR */
+    {0xc0000082, 0},        /* LSTAR */
+    {0xc0000083, 0},        /* CSTAR */
+    {0xc0000084, 0},        /* SFMASK */
+    {0xc0000102, 0},        /* KERNEL_GS_BASE */
+    {0x1a0, 1},             /* MISC_ENABLE: fast strings */
+    {0x2ff, (1 << 11) | 6}, /* MTRRdefType: enabled, write-back */
 };
 
 static void vcpu_kick_handler(int sig)
@@ -56,8 +56,8 @@ static void vcpu_set_msrs(Vcpu *cpu)
             struct kvm_msrs hdr;
             uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
         } m = {.hdr.nmsrs = 1};
-        m.hdr.entries[0] =
-            (struct kvm_msr_entry){.index = vcpu_reset_msrs[i].index, .data = vcpu_reset_msrs[i].value};
+        m.hdr.entries[0] = (struct kvm_msr_entry){.index = vcpu_reset_msrs[i].index,
+                                                  .data = vcpu_reset_msrs[i].value};
         /* A host without one of these (older KVM) simply does not have it to reset. */
         if (ioctl(cpu->fd, KVM_SET_MSRS, &m) != 1) {
             g_debug("vCPU %u: MSR 0x%x not settable", cpu->index, vcpu_reset_msrs[i].index);
@@ -97,6 +97,14 @@ static bool vcpu_capture_init(Vcpu *cpu, GError **error)
     return true;
 }
 
+static void vcpu_free(Vcpu *cpu)
+{
+    kvm_stats_free(cpu->stats);
+    munmap(cpu->run, cpu->set->kvm->run_size);
+    close(cpu->fd);
+    g_free(cpu);
+}
+
 static Vcpu *vcpu_new(CpuSet *set, unsigned index, GError **error)
 {
     Vcpu *cpu = g_new0(Vcpu, 1);
@@ -115,14 +123,14 @@ static Vcpu *vcpu_new(CpuSet *set, unsigned index, GError **error)
         g_free(cpu);
         return NULL;
     }
+    GError *err = NULL;
+    cpu->stats = kvm_stats_open(cpu->fd, &err);
+    if (err) {
+        g_propagate_error(error, err);
+        vcpu_free(cpu);
+        return NULL;
+    }
     return cpu;
-}
-
-static void vcpu_free(Vcpu *cpu)
-{
-    munmap(cpu->run, cpu->set->kvm->run_size);
-    close(cpu->fd);
-    g_free(cpu);
 }
 
 CpuSet *cpus_new(Kvm *kvm, unsigned n, Bus *pio, Bus *mmio, const VcpuEvents *events,
@@ -458,8 +466,8 @@ bool vcpu_set_boot_entry(Vcpu *cpu, const BootEntry *entry, GError **error)
     struct kvm_segment data;
     seg(&data, BOOT_GDT_DATA, 0x3, false, true);
     sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
-    sregs.tr = (struct kvm_segment){
-        .selector = BOOT_GDT_TSS, .limit = 0x67, .type = 0xb, .present = 1};
+    sregs.tr =
+        (struct kvm_segment){.selector = BOOT_GDT_TSS, .limit = 0x67, .type = 0xb, .present = 1};
     sregs.ldt = (struct kvm_segment){.unusable = 1, .type = 0x2, .present = 1};
     sregs.gdt.base = entry->gdt;
     sregs.gdt.limit = entry->gdt_limit;
@@ -469,13 +477,14 @@ bool vcpu_set_boot_entry(Vcpu *cpu, const BootEntry *entry, GError **error)
     if (entry->mode == BOOT_MODE_LONG64) {
         seg(&sregs.cs, BOOT_GDT_CODE64, 0xb, true, false);
         sregs.cr3 = entry->cr3;
-        sregs.cr4 = 1U << 5;                        /* PAE */
+        sregs.cr4 = 1U << 5;                            /* PAE */
         sregs.cr0 = (1U << 0) | (1U << 4) | (1U << 31); /* PE, ET, PG */
-        sregs.efer = (1U << 8) | (1U << 10);        /* LME, LMA */
+        sregs.efer = (1U << 8) | (1U << 10);            /* LME, LMA */
     } else {
-        /* PVH: flat 32-bit protected mode, paging off (xen/include/public/arch-x86/hvm/start_info.h). */
+        /* PVH: flat 32-bit protected mode, paging off
+         * (xen/include/public/arch-x86/hvm/start_info.h). */
         seg(&sregs.cs, BOOT_GDT_CODE32, 0xb, false, true);
-        sregs.cr0 = (1U << 0) | (1U << 4);           /* PE, ET */
+        sregs.cr0 = (1U << 0) | (1U << 4); /* PE, ET */
         sregs.cr3 = 0;
         sregs.cr4 = 0;
         sregs.efer = 0;

@@ -58,6 +58,7 @@ struct Vcpu {
     bool thread_started;
     pid_t tid;
     bool access_pending; /* an I/O or MMIO exit served, not yet completed by KVM_RUN */
+    KvmStats *stats;     /* KVM's counters of this vCPU; NULL where the kernel has none */
     /* Power-on state captured after creation, restored at reset. */
     struct kvm_regs init_regs;
     struct kvm_sregs init_sregs;

@@ -271,9 +271,15 @@ static gpointer mig_out_thread(gpointer opaque)
     g_mutex_unlock(&m->mig_lock);
     int prev = -1;
     bool handed_over = false;
-    if (fd >= 0) {
+    bool return_path = qmp_server_migration_return_path(m->qmp);
+    if (fd >= 0 && (!return_path || mig_return_path_open(fd, &err))) {
         mig_set_status(m, MIG_STATUS_ACTIVE);
         prev = mig_send(m, fd, &handed_over, &err);
+        if (!err && return_path) {
+            mig_return_path_wait(fd, &err);
+        }
+    }
+    if (fd >= 0) {
         g_mutex_lock(&m->mig_lock);
         m->mig_fd = -1;
         g_mutex_unlock(&m->mig_lock);
@@ -447,6 +453,9 @@ static gpointer mig_in_thread(gpointer opaque)
         mig_set_status(m, MIG_STATUS_ACTIVE);
         MigStats stats = {0};
         bool ok = machine_snapshot_load(m, fd, &stats, &in->running, &in->err);
+        if (qmp_server_migration_return_path(m->qmp)) {
+            mig_return_path_send(fd, ok);
+        }
         g_mutex_lock(&m->mig_lock);
         m->mig_fd = -1;
         g_mutex_unlock(&m->mig_lock);

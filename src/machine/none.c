@@ -98,6 +98,12 @@ static unsigned none_blocks(void *opaque, QmpBlockInfo *out, unsigned max)
     return 0;
 }
 
+/* No VM: no KVM statistics. */
+static uint64_t *none_kvm_stats(void *opaque, int vcpu, const KvmStats **stats, GError **error)
+{
+    return NULL;
+}
+
 static unsigned none_chardevs(void *opaque, QmpChardevInfo *out, unsigned max)
 {
     NoneMachine *n = opaque;
@@ -149,6 +155,7 @@ static const QmpMachineOps none_ops = {
     .name = none_name,
     .cpus = none_cpus,
     .blocks = none_blocks,
+    .kvm_stats = none_kvm_stats,
     .chardevs = none_chardevs,
     .peripherals = none_peripherals,
     .machine_type = none_machine_type,

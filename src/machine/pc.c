@@ -122,8 +122,7 @@ void machine_shutdown(Machine *m, int status, bool guest, const char *reason)
 static gboolean machine_do_guest_stop(gpointer opaque)
 {
     Machine *m = opaque;
-    if (!g_atomic_int_get(&m->ending) &&
-        g_atomic_int_get(&m->runstate) == RUN_STATE_SHUTDOWN) {
+    if (!g_atomic_int_get(&m->ending) && g_atomic_int_get(&m->runstate) == RUN_STATE_SHUTDOWN) {
         machine_vm_stop(m);
         qmp_server_event(m->qmp, "STOP", NULL);
     }
@@ -639,7 +638,8 @@ static unsigned qmp_blocks(void *opaque, QmpBlockInfo *out, unsigned max)
     for (unsigned i = 0; i < n && i < max; i++) {
         const DriveConfig *d = g_ptr_array_index(m->cfg.disks, i);
         /* The disks are the first devices, in order. */
-        BlockBackend *bb = virtio_blk_backend(virtio_pci_vdev(g_ptr_array_index(m->virtio, i)));
+        VirtioDevice *vdev = virtio_pci_vdev(g_ptr_array_index(m->virtio, i));
+        BlockBackend *bb = virtio_blk_backend(vdev);
         out[i] = (QmpBlockInfo){
             .device = d->node_name ? "" : d->id,
             .qdev = d->device_id,
@@ -653,8 +653,22 @@ static unsigned qmp_blocks(void *opaque, QmpBlockInfo *out, unsigned max)
             .format = block_format(bb),
             .backing_depth = block_backing_depth(bb),
         };
+        virtio_blk_stats(vdev, &out[i].stats);
     }
     return n;
+}
+
+static uint64_t *qmp_kvm_stats(void *opaque, int vcpu, const KvmStats **stats, GError **error)
+{
+    Machine *m = opaque;
+    const KvmStats *s = vcpu < 0                      ? m->kvm->stats
+                        : (unsigned)vcpu < m->cpus->n ? m->cpus->cpus[vcpu]->stats
+                                                      : NULL;
+    if (!s) {
+        return NULL;
+    }
+    *stats = s;
+    return kvm_stats_read(s, error);
 }
 
 unsigned machine_peripherals(const MachineConfig *cfg, QmpPeripheral *out, unsigned max)
@@ -715,6 +729,7 @@ static const QmpMachineOps machine_qmp_ops = {
     .name = qmp_name,
     .cpus = qmp_cpus,
     .blocks = qmp_blocks,
+    .kvm_stats = qmp_kvm_stats,
     .chardevs = qmp_chardevs,
     .peripherals = qmp_peripherals,
     .machine_type = qmp_machine_type,
@@ -781,8 +796,7 @@ static bool machine_load_files(Machine *m, GError **error)
 static bool machine_add_devices(Machine *m, GError **error)
 {
     if (m->cfg.serial) {
-        m->serial_chr =
-            chardev_new(m->cfg.serial, m->cfg.serial_append, "serial0", m->ctx, error);
+        m->serial_chr = chardev_new(m->cfg.serial, m->cfg.serial_append, "serial0", m->ctx, error);
         if (!m->serial_chr) {
             g_prefix_error(error, "-serial %s: ", m->cfg.serial);
             return false;

@@ -214,3 +214,46 @@ bool mig_transport_finish(GPid child, GError **error)
 {
     return !child || spawner_wait(child, error);
 }
+
+bool mig_return_path_open(int fd, GError **error)
+{
+    int type;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) {
+        g_set_error_literal(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                            "the return-path capability needs a socket (unix:, tcp: or an fd: "
+                            "socket), the destination's answer comes back on it");
+        return false;
+    }
+    return true;
+}
+
+void mig_return_path_send(int fd, bool loaded)
+{
+    uint8_t verdict = loaded ? MIG_RP_LOADED : MIG_RP_FAILED;
+    if (send(fd, &verdict, 1, MSG_NOSIGNAL) != 1) {
+        g_warning("migration: the source did not get the destination's answer: %s",
+                  g_strerror(errno));
+    }
+}
+
+bool mig_return_path_wait(int fd, GError **error)
+{
+    uint8_t verdict;
+    ssize_t n;
+    do {
+        n = read(fd, &verdict, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        qlite_error_errno(error, errno, "waiting for the destination's answer");
+        return false;
+    }
+    if (n == 0 || verdict != MIG_RP_LOADED) {
+        g_set_error_literal(error, QLITE_ERROR, QLITE_ERROR_FAILED,
+                            n == 0 ? "the destination closed the connection before it had loaded "
+                                     "the VM"
+                                   : "the destination failed to load the VM");
+        return false;
+    }
+    return true;
+}

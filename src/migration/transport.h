@@ -25,3 +25,18 @@ bool mig_transport_listen(const char *uri, int fd, MigIncoming *inc, GError **er
 int mig_transport_accept(MigIncoming *inc, GError **error);
 /* Reaps an exec: command; fails when it did not exit with status 0. */
 bool mig_transport_finish(GPid child, GError **error);
+
+/*
+ * The return path (QEMU's return-path capability, on both sides): once the
+ * destination has read and checked the whole stream it answers the source on
+ * the same socket, and the source completes only on a "loaded"; otherwise
+ * (a refusal, the destination gone) the migration fails and the source runs
+ * on. Not for files, pipes or commands: open fails on anything but a socket.
+ */
+#define MIG_RP_LOADED 0x01
+#define MIG_RP_FAILED 0x00
+bool mig_return_path_open(int fd, GError **error);
+/* The destination's answer; a failure to send is only logged (the source then fails). */
+void mig_return_path_send(int fd, bool loaded);
+/* The source waits for the answer. */
+bool mig_return_path_wait(int fd, GError **error);

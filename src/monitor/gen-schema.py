@@ -85,8 +85,12 @@ def main():
                 fail(f"enum {name}: values are strings")
         elif set(body) == {"data"}:
             members(body["data"], name)
+        elif set(body) == {"alternate"}:
+            members(body["alternate"], name)
+            if any(k.startswith("*") for k in body["alternate"]):
+                fail(f"alternate {name}: no optional branches")
         else:
-            fail(f"type {name}: either {{'data': ...}} or {{'enum': [...]}}")
+            fail(f"type {name}: {{'data': ...}}, {{'enum': [...]}} or {{'alternate': ...}}")
     undefined = sorted(used - BUILTINS - set(types))
     if undefined:
         fail(f"types used but not defined: {undefined}")

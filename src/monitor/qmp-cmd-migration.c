@@ -134,24 +134,46 @@ void qmp_server_migration_params(QmpServer *s, int64_t *downtime_limit, int64_t 
         s ? __atomic_load_n(&s->max_bandwidth, __ATOMIC_RELAXED) : QMP_DEFAULT_MAX_BANDWIDTH;
 }
 
-/* migrate-set-capabilities: "events" is the one qlite has (the schema checked the rest). */
+bool qmp_server_migration_return_path(QmpServer *s)
+{
+    return s && g_atomic_int_get(&s->mig_return_path);
+}
+
+/* The capabilities qlite has, in QEMU's order (the schema's enum). */
+static gint *capability(QmpServer *s, const char *name)
+{
+    return strcmp(name, "events") == 0 ? &s->mig_events : &s->mig_return_path;
+}
+
+static const char *const capabilities[] = {"events", "return-path"};
+
+/* migrate-set-capabilities: as QEMU, not while a migration runs. */
 JsonNode *qmp_cmd_migrate_set_capabilities(QmpServer *s, JsonObject *args)
 {
+    QmpMigrateInfo info = {0};
+    s->ops->query_migrate(s->opaque, &info);
+    if (info.status && (strcmp(info.status, "setup") == 0 || strcmp(info.status, "active") == 0)) {
+        return qmp_error("GenericError", "There's a migration process in progress");
+    }
     JsonArray *a = json_object_get_array_member(args, "capabilities");
     for (guint i = 0; i < json_array_get_length(a); i++) {
         JsonObject *c = json_array_get_object_element(a, i);
-        g_atomic_int_set(&s->mig_events, json_object_get_boolean_member(c, "state"));
+        g_atomic_int_set(capability(s, json_object_get_string_member(c, "capability")),
+                         json_object_get_boolean_member(c, "state"));
     }
     return qmp_return(NULL);
 }
 
 JsonNode *qmp_cmd_query_migrate_capabilities(QmpServer *s, JsonObject *args)
 {
-    JsonObject *c = json_object_new();
-    json_object_set_string_member(c, "capability", "events");
-    json_object_set_boolean_member(c, "state", g_atomic_int_get(&s->mig_events));
     JsonArray *a = json_array_new();
-    json_array_add_object_element(a, c);
+    for (size_t i = 0; i < G_N_ELEMENTS(capabilities); i++) {
+        JsonObject *c = json_object_new();
+        json_object_set_string_member(c, "capability", capabilities[i]);
+        json_object_set_boolean_member(c, "state",
+                                       g_atomic_int_get(capability(s, capabilities[i])));
+        json_array_add_object_element(a, c);
+    }
     return qmp_return(qmp_array_node(a));
 }
 

@@ -12,7 +12,9 @@
  *   qmp-schema.c         the description (qmp-schema.json): argument checks, introspection
  *   qmp-cmd-probe.c      what a manager asks first: target, machines, QOM types and properties
  *   qmp-cmd-run.c        the VM as a whole: status, stop, cont, reset, quit, HMP
- *   qmp-cmd-block.c      query-block, query-named-block-nodes, query-chardev, device_del
+ *   qmp-cmd-block.c      query-block, query-named-block-nodes, query-blockstats,
+ *                        query-chardev, device_del
+ *   qmp-cmd-stats.c      query-stats, query-stats-schemas: KVM's counters
  *   qmp-cmd-qom.c        qom-list, qom-get: /machine, its peripherals and vCPUs
  *   qmp-cmd-fd.c         getfd, closefd, the descriptors a monitor keeps
  *   qmp-cmd-migration.c  migrate and the rest of migration
@@ -57,6 +59,7 @@ struct QmpServer {
     QmpClient *cur; /* whose command runs (monitor thread) */
     /* migrate-set-capabilities / -parameters (monitor thread; read atomically elsewhere) */
     gint mig_events;
+    gint mig_return_path;
     int64_t downtime_limit; /* ms */
     int64_t max_bandwidth;  /* bytes/s */
 };
@@ -107,6 +110,9 @@ JsonNode *qmp_cmd_hmp(QmpServer *s, JsonObject *args);
 JsonNode *qmp_cmd_query_block(QmpServer *s, JsonObject *args);
 JsonNode *qmp_cmd_query_chardev(QmpServer *s, JsonObject *args);
 JsonNode *qmp_cmd_query_named_block_nodes(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_query_blockstats(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_query_stats(QmpServer *s, JsonObject *args);
+JsonNode *qmp_cmd_query_stats_schemas(QmpServer *s, JsonObject *args);
 
 JsonNode *qmp_cmd_qom_list(QmpServer *s, JsonObject *args);
 JsonNode *qmp_cmd_qom_get(QmpServer *s, JsonObject *args);

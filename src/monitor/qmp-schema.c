@@ -162,6 +162,18 @@ static JsonNode *check_value(JsonNode *spec, JsonNode *v, const char *full, cons
         break;
     }
     JsonObject *def = json_object_get_object_member(schema()->types, type);
+    if (json_object_has_member(def, "alternate")) {
+        JsonObject *alt = json_object_get_object_member(def, "alternate");
+        g_autoptr(GList) branches = json_object_get_members(alt);
+        for (GList *b = branches; b; b = b->next) {
+            JsonNode *err = check_value(json_object_get_member(alt, b->data), v, full, leaf);
+            if (!err) {
+                return NULL;
+            }
+            json_node_unref(err);
+        }
+        return wrong_type(full, type);
+    }
     if (json_object_has_member(def, "enum")) {
         if (!holds(v, G_TYPE_STRING)) {
             return wrong_type(full, "string");
@@ -354,6 +366,21 @@ static void type_entity(Introspect *in, const char *type)
         json_object_set_array_member(o, "members", members);
         entity(in, "enum", o);
         json_object_set_array_member(o, "values", json_array_ref(values));
+        return;
+    }
+    if (json_object_has_member(def, "alternate")) {
+        /* QEMU lists an alternate's branches by type only. */
+        JsonObject *alt = json_object_get_object_member(def, "alternate");
+        JsonArray *members = json_array_new();
+        g_autoptr(GList) branches = json_object_get_members(alt);
+        for (GList *br = branches; br; br = br->next) {
+            JsonObject *m = json_object_new();
+            json_object_set_string_member(m, "type",
+                                          type_ref(in, json_object_get_member(alt, br->data)));
+            json_array_add_object_element(members, m);
+        }
+        json_object_set_array_member(o, "members", members);
+        entity(in, "alternate", o);
         return;
     }
     json_object_set_array_member(o, "members",

@@ -10,7 +10,9 @@
  * never stalls a vCPU, and commands run one at a time, in order. Commands
  * reach the machine through QmpMachineOps; events come from any thread.
  */
+#include "block/accounting.h"
 #include "block/block.h"
+#include "cpu/kvm-stats.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
@@ -36,6 +38,7 @@ typedef struct QmpBlockInfo {
     uint64_t size;          /* guest-visible bytes (block_length) */
     const char *format;     /* block_format: "raw", "qcow2"; NULL reads as "raw" */
     unsigned backing_depth; /* block_backing_depth */
+    BlockAcctSnapshot stats; /* the device's I/O (query-blockstats) */
 } QmpBlockInfo;
 
 /* query-chardev: one character device. */
@@ -86,6 +89,12 @@ typedef struct QmpMachineOps {
     bool (*migrate_incoming)(void *opaque, const char *uri, int fd, GError **error);
     void (*migrate_cancel)(void *opaque);
     void (*query_migrate)(void *opaque, QmpMigrateInfo *info);
+    /*
+     * KVM's statistics of the VM (vcpu -1) or of one vCPU: their description
+     * in *stats and their values now (g_free), or NULL (with an error when
+     * reading failed) where there are none.
+     */
+    uint64_t *(*kvm_stats)(void *opaque, int vcpu, const KvmStats **stats, GError **error);
     /* Whether KVM is there and used (query-kvm); NULL: a VM runs, so it is. */
     bool (*kvm)(void *opaque);
 } QmpMachineOps;
@@ -122,6 +131,8 @@ void qmp_server_migration_event(QmpServer *s, const char *status);
 void qmp_server_migration_pass_event(QmpServer *s, uint64_t pass);
 /* migrate-set-parameters' downtime-limit (ms) and max-bandwidth (bytes/s, 0: none); any thread. */
 void qmp_server_migration_params(QmpServer *s, int64_t *downtime_limit, int64_t *max_bandwidth);
+/* Whether the return-path capability is on (migration/transport.h); false without a monitor. */
+bool qmp_server_migration_return_path(QmpServer *s);
 
 /* Splits a byte stream into complete top-level JSON texts (exposed for tests). */
 typedef struct QmpFramer QmpFramer;

@@ -207,9 +207,12 @@ static const char *const iothread_calls[] = {
     NULL,
 };
 
-/* QMP clients and getfd; with migration_calls, for the migrations it starts. */
+/*
+ * QMP clients and getfd; with migration_calls, for the migrations it starts.
+ * pread64: KVM's statistics (query-stats).
+ */
 static const char *const monitor_calls[] = {
-    "bind", "listen", "clone3", "clone", "unlink", NULL,
+    "bind", "listen", "clone3", "clone", "unlink", "pread64", NULL,
 };
 
 static const char *const migration_calls[] = {

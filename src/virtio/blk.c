@@ -100,6 +100,7 @@ typedef struct VirtioBlk {
     char *serial;
     VirtioBlkConfig config;
     bool notify_pending; /* used buffers pushed since the last virtio_notify */
+    BlockAcctStats stats;
 } VirtioBlk;
 G_STATIC_ASSERT(offsetof(VirtioBlk, vdev) == 0);
 
@@ -110,6 +111,7 @@ typedef struct {
     VirtQueueElement *elem;
     uint8_t *status;   /* the last device-writable byte */
     uint32_t data_len; /* bytes written into the driver's buffers on success */
+    BlockAcctCookie acct;
     unsigned niov;
     struct iovec iov[];
 } VirtioBlkReq;
@@ -133,6 +135,7 @@ static void blk_complete(VirtioBlkReq *req, uint8_t status, uint32_t used_len)
 static void blk_io_done(void *opaque, int ret)
 {
     VirtioBlkReq *req = opaque;
+    block_acct_done(&req->blk->stats, &req->acct, ret >= 0);
     if (ret < 0) {
         blk_complete(req, VIRTIO_BLK_S_IOERR, 1);
     } else {
@@ -147,10 +150,12 @@ static void blk_rw(VirtioBlk *blk, VirtioBlkReq *req, uint64_t sector, bool writ
     /* §5.2.6.2: a device offering RO fails writes without touching the data. */
     if ((write && blk->readonly) || len % BLOCK_SECTOR_SIZE || len >= UINT32_MAX ||
         !blk_range_ok(blk, sector, len / BLOCK_SECTOR_SIZE)) {
+        block_acct_invalid(&blk->stats, write ? BLOCK_ACCT_WRITE : BLOCK_ACCT_READ);
         blk_complete(req, VIRTIO_BLK_S_IOERR, 1);
         return;
     }
     uint64_t offset = sector * BLOCK_SECTOR_SIZE;
+    block_acct_start(&req->acct, write ? BLOCK_ACCT_WRITE : BLOCK_ACCT_READ, offset, len);
     if (write) {
         req->niov = iov_slice(elem->out_sg, elem->out_num, sizeof(VirtioBlkOutHdr), len, req->iov);
         req->data_len = 0;
@@ -178,8 +183,11 @@ static void blk_discard_write_zeroes(VirtioBlk *blk, VirtioBlkReq *req, uint32_t
 {
     VirtQueueElement *elem = req->elem;
     uint64_t len = elem->out_len - sizeof(VirtioBlkOutHdr);
+    /* As QEMU: write-zeroes counts as a write, a discard as an unmap. */
+    BlockAcctType acct = type == VIRTIO_BLK_T_DISCARD ? BLOCK_ACCT_UNMAP : BLOCK_ACCT_WRITE;
     /* We offer max_discard_seg = max_write_zeroes_seg = 1. */
     if (blk->readonly || len != sizeof(VirtioBlkDiscardWz)) {
+        block_acct_invalid(&blk->stats, acct);
         blk_complete(req, VIRTIO_BLK_S_IOERR, 1);
         return;
     }
@@ -197,11 +205,13 @@ static void blk_discard_write_zeroes(VirtioBlk *blk, VirtioBlkReq *req, uint32_t
     uint32_t max =
         type == VIRTIO_BLK_T_DISCARD ? VIRTIO_BLK_MAX_DISCARD_SECTORS : VIRTIO_BLK_MAX_WZ_SECTORS;
     if (num > max || !blk_range_ok(blk, sector, num)) {
+        block_acct_invalid(&blk->stats, acct);
         blk_complete(req, VIRTIO_BLK_S_IOERR, 1);
         return;
     }
     uint64_t offset = sector * BLOCK_SECTOR_SIZE;
     uint64_t bytes = (uint64_t)num * BLOCK_SECTOR_SIZE;
+    block_acct_start(&req->acct, acct, offset, bytes);
     req->data_len = 0;
     if (type == VIRTIO_BLK_T_DISCARD) {
         block_discard(blk->backend, offset, bytes, blk_io_done, req);
@@ -244,6 +254,7 @@ static void blk_handle_request(VirtioBlk *blk, VirtQueue *vq, VirtQueueElement *
         blk_rw(blk, req, sector, type == VIRTIO_BLK_T_OUT);
         break;
     case VIRTIO_BLK_T_FLUSH:
+        block_acct_start(&req->acct, BLOCK_ACCT_FLUSH, 0, 0);
         block_flush(blk->backend, blk_io_done, req);
         break;
     case VIRTIO_BLK_T_GET_ID:
@@ -339,6 +350,7 @@ static void blk_free(VirtioDevice *vdev)
 {
     VirtioBlk *blk = (VirtioBlk *)vdev;
     block_close(blk->backend);
+    block_acct_destroy(&blk->stats);
     g_free(blk->serial);
     g_free(blk);
 }
@@ -364,6 +376,11 @@ static bool blk_handover(VirtioDevice *vdev, bool own, GError **error)
 BlockBackend *virtio_blk_backend(VirtioDevice *vdev)
 {
     return ((VirtioBlk *)vdev)->backend;
+}
+
+void virtio_blk_stats(VirtioDevice *vdev, BlockAcctSnapshot *out)
+{
+    block_acct_snapshot(&((VirtioBlk *)vdev)->stats, out);
 }
 
 static const VirtioDeviceOps blk_ops = {
@@ -418,10 +435,12 @@ VirtioDevice *virtio_blk_new(const DriveConfig *cfg, GuestMem *mem, GError **err
     blk->readonly = cfg->readonly;
     blk->capacity = block_length(backend) / BLOCK_SECTOR_SIZE;
     blk->serial = g_strdup(cfg->serial);
+    block_acct_init(&blk->stats);
     blk_config_init(blk);
     if (!virtio_device_init(&blk->vdev, "virtio-blk", cfg->id ? cfg->id : "virtio-blk",
                             VIRTIO_ID_BLOCK, &blk_ops, mem, features, 1, VIRTIO_BLK_QUEUE_SIZE,
                             sizeof(VirtioBlkConfig), error)) {
+        block_acct_destroy(&blk->stats);
         g_free(blk->serial);
         g_free(blk);
         return NULL;

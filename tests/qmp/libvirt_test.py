@@ -37,10 +37,18 @@ ROUNDS = 600  # 200 ms each: the save and restore land in the middle
 SEED = 0x5eed
 
 
-def virsh(*args, timeout=120):
-    r = subprocess.run(["virsh", "-c", "qemu:///system"] + list(args), capture_output=True,
-                       text=True, timeout=timeout)
-    return r.returncode, (r.stdout + r.stderr).strip()
+TIMES = {}  # the wall time of each virsh operation, seconds
+
+
+def virsh(*args, timeout=120, uri="qemu:///system", op=None):
+    t0 = time.monotonic()
+    r = subprocess.run(["virsh", "-c", uri] + list(args), capture_output=True, text=True,
+                       timeout=timeout)
+    if args[0] not in ("domstate", "undefine"):
+        TIMES.setdefault(op or args[0], time.monotonic() - t0)
+    out = "\n".join(line for line in (r.stdout + r.stderr).splitlines()
+                    if line.strip() and not line.startswith("Authorization not available"))
+    return r.returncode, out
 
 
 def domain_xml(a, disk, console):
@@ -69,7 +77,7 @@ def domain_xml(a, disk, console):
       <target dev='vda' bus='virtio'/>
     </disk>
     <interface type='user'><model type='virtio'/></interface>
-    <serial type='file'><source path='{console}'/></serial>
+    <serial type='file'><source path='{console}' append='on'/></serial>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
   </devices>
@@ -81,8 +89,9 @@ def rounds(con):
     return [int(n) for n in re.findall(r"mig round (\d+) ", con.text())]
 
 
-def state():
-    return virsh("domstate", NAME)[1].splitlines()[0] if virsh("domstate", NAME)[0] == 0 else ""
+def state(uri="qemu:///system"):
+    rc, out = virsh("domstate", NAME, uri=uri)
+    return out.splitlines()[0] if rc == 0 and out else ""
 
 
 def wait_state(want, timeout=60):
@@ -92,6 +101,20 @@ def wait_state(want, timeout=60):
             return True
         time.sleep(0.5)
     return False
+
+
+def migrate_there_and_back(a):
+    """virsh migrate --live to the second libvirtd, then back, the guest running throughout."""
+    there = f"qemu+unix:///system?socket={a.dest_socket}"
+    here = "qemu+unix:///system?socket=/run/libvirt/libvirt-sock"
+    for op, uri, dest, port in (("migrate", "qemu:///system", there, 49152),
+                                ("migrate back", there, here, 49153)):
+        rc, out = virsh("migrate", "--live", "--unsafe", NAME, dest, "--migrateuri",
+                        f"tcp://127.0.0.1:{port}", "--listen-address", "127.0.0.1",
+                        uri=uri, op=op, timeout=300)
+        check(rc == 0 and state(dest) == "running" and state(uri) in ("shut off", ""),
+              f"virsh {op} --live: running on the other libvirtd, gone from this one "
+              f"({out}; {state(dest)!r}, {state(uri)!r})")
 
 
 def inside(a):
@@ -115,16 +138,22 @@ def steps(a):
     con = Console(console)
     rc, out = virsh("define", xml)
     check(rc == 0, f"virsh define ({out})")
-    t0 = time.monotonic()
     rc, out = virsh("start", NAME)
-    check(rc == 0, f"virsh start ({out}) in {time.monotonic() - t0:.1f} s")
+    check(rc == 0, f"virsh start ({out})")
     check(con.wait(r"ok \d+ - blk vda: read back"), "the guest agent's disk check passes")
     check(con.wait(r"ok \d+ - cpus online: 2"), "the guest sees its 2 vCPUs")
     rc, out = virsh("dominfo", NAME)
     check(rc == 0 and re.search(r"State:\s+running", out) is not None, "dominfo: running")
     rc, out = virsh("domstats", NAME)
-    check(rc == 0 and "vcpu.current=2" in out and "block.0.path=" + disk in out,
+    stats = dict(line.strip().split("=", 1) for line in out.splitlines() if "=" in line)
+    check(rc == 0 and stats.get("vcpu.current") == "2" and stats.get("block.0.path") == disk,
           f"domstats: vCPUs and the disk ({out[-300:]!r})")
+    # query-stats (KVM's own counters) and query-blockstats (the disk's).
+    counters = {k: int(stats.get(k, "0")) for k in ("vcpu.0.exits.sum", "vcpu.1.exits.sum",
+                                                     "block.0.rd.reqs", "block.0.rd.bytes",
+                                                     "block.0.wr.reqs", "block.0.allocation")}
+    check(all(v > 0 for v in counters.values()),
+          f"domstats: KVM's exit counters and the disk's I/O counters ({counters})")
 
     check(con.wait(r"mig round 10 "), "the workload runs")
     rc, out = virsh("suspend", NAME)
@@ -137,19 +166,18 @@ def steps(a):
     check(con.wait(r"mig round \d+ ", count=len(rounds(con)) + 3), "resumed: the rounds go on")
 
     saved = os.path.join(tmp, "domain.save")
-    t0 = time.monotonic()
     rc, out = virsh("save", NAME, saved, timeout=300)
-    check(rc == 0 and state() == "shut off", f"save to a file ({out}) in "
-                                             f"{time.monotonic() - t0:.1f} s")
+    check(rc == 0 and state() == "shut off", f"save to a file ({out})")
     last = rounds(con)[-1] if rounds(con) else 0
-    t0 = time.monotonic()
     rc, out = virsh("restore", saved, timeout=300)
-    check(rc == 0 and state() == "running", f"restore ({out}) in {time.monotonic() - t0:.1f} s")
+    check(rc == 0 and state() == "running", f"restore ({out})")
+    migrate_there_and_back(a)
     check(con.wait(r"ok \d+ - mig_workload: .* 0 with memory changed under us", timeout=300),
           "after the restore the workload finishes, its memory intact")
     seen = rounds(con)
     if not check(seen == list(range(1, ROUNDS + 1)),
-                 f"the rounds go on from {last}, none lost or repeated ({seen[-1:]} of {ROUNDS})"):
+                 f"across the restore (after round {last}) and both migrations the rounds go "
+                 f"on, none lost or repeated ({seen[-1:]} of {ROUNDS})"):
         missing = sorted(set(range(1, ROUNDS + 1)) - set(seen))
         repeated = sorted({n for n in seen if seen.count(n) > 1})
         odd = [line for line in con.text().splitlines()
@@ -171,6 +199,7 @@ def steps(a):
     rc, out = virsh("destroy", NAME)
     check(rc == 0 and state() == "shut off", f"destroy ({out})")
     virsh("undefine", NAME)
+    print("# virsh wall times: " + ", ".join(f"{op} {t:.2f} s" for op, t in TIMES.items()))
     return 1 if failures else 0
 
 
@@ -180,6 +209,7 @@ def main():
     ap.add_argument("--log-dir", default=".")
     ap.add_argument("--inside", metavar="TMP", help=argparse.SUPPRESS)
     ap.add_argument("--gdir", help=argparse.SUPPRESS)
+    ap.add_argument("--dest-socket", help=argparse.SUPPRESS)
     a = ap.parse_args()
     os.makedirs(a.log_dir, exist_ok=True)
     if a.inside:
@@ -191,15 +221,27 @@ def main():
     if os.geteuid() != 0 or not shutil.which("libvirtd"):
         return guest.skip("libvirt", "needs root and libvirt-daemon-system (scripts/setup.sh)")
     a.gdir = guest.guest_dir()
+    ns = os.path.join(HERE, "libvirt-ns.sh")
     with tempfile.TemporaryDirectory(prefix="qlite-libvirt-") as tmp:
-        r = subprocess.run(["unshare", "-m", os.path.join(HERE, "libvirt-ns.sh"), tmp,
-                            sys.executable, os.path.abspath(__file__), "--vmm", a.vmm,
-                            "--log-dir", os.path.abspath(a.log_dir), "--inside", tmp,
-                            "--gdir", a.gdir], timeout=1500)
-        log = os.path.join(tmp, "libvirt", "log", "qemu", NAME + ".log")
-        if r.returncode != 0 and os.path.exists(log):
-            print("# the domain's log:\n" + "\n".join(
-                "#   " + line for line in open(log).read().splitlines()[-30:]))
+        # The migrations' destination: a second libvirtd, in a namespace of its own.
+        dest = os.path.join(tmp, "dest")
+        os.mkdir(dest)
+        second = subprocess.Popen(["unshare", "-m", ns, dest, "sleep", "1500"])
+        try:
+            r = subprocess.run(["unshare", "-m", ns, tmp, sys.executable,
+                                os.path.abspath(__file__), "--vmm", a.vmm, "--log-dir",
+                                os.path.abspath(a.log_dir), "--inside", tmp, "--gdir", a.gdir,
+                                "--dest-socket",
+                                os.path.join(dest, "libvirt", "run", "libvirt-sock")],
+                               timeout=1500)
+        finally:
+            second.terminate()
+            second.wait()
+        for d in (tmp, dest):
+            log = os.path.join(d, "libvirt", "log", "qemu", NAME + ".log")
+            if r.returncode != 0 and os.path.exists(log):
+                print(f"# the domain's log ({d}):\n" + "\n".join(
+                    "#   " + line for line in open(log).read().splitlines()[-30:]))
         return r.returncode
 
 

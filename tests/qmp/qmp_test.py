@@ -789,6 +789,98 @@ def t_cpus(vm):
           'qom-path is a /machine/ path', '/machine/...', cpus[0].get('qom-path'))
 
 
+# query-blockstats of one -blockdev disk before any I/O, recorded from QEMU 7.2
+# (its member order is a hash table's: compared with sorted keys). The disk's
+# counters are the device's; its file node reports no requests of its own.
+def blockstats_reply(account):
+    stats = {'%s_%s' % (k, f): 0 for k in ('rd', 'wr', 'unmap')
+             for f in ('bytes', 'operations', 'total_time_ns', 'merged')}
+    stats.update({'%s_%s_operations' % (p, k): 0 for p in ('failed', 'invalid')
+                  for k in ('rd', 'wr', 'flush', 'unmap')})
+    stats.update({'flush_operations': 0, 'flush_total_time_ns': 0, 'wr_highest_offset': 0,
+                  'timed_stats': [], 'account_invalid': account, 'account_failed': account})
+    return stats
+
+
+@case('query-blockstats')
+def t_blockstats():
+    """query-blockstats and query-blockstats query-nodes of a -blockdev disk: QEMU's shapes."""
+    image = tempfile.NamedTemporaryFile(prefix='qmp-test-disk-')
+    image.truncate(1 << 20)
+    extra = ['-M', 'pc',
+             '-blockdev', '{"driver":"file","filename":"%s","node-name":"disk-storage"}' % image.name,
+             '-blockdev', '{"node-name":"disk-format","driver":"raw","file":"disk-storage"}',
+             '-device', '{"driver":"virtio-blk-pci","drive":"disk-format","id":"virtio-disk0"}']
+    file_node = {'node-name': 'disk-storage', 'stats': blockstats_reply(False),
+                 'driver-specific': {'driver': 'file', 'discard-nb-ok': 0,
+                                     'discard-nb-failed': 0, 'discard-bytes-ok': 0}}
+
+    @with_vm
+    def run(vm):
+        c = vm.connect().negotiate()
+        for args, want in (
+                (None, [{'device': '', 'qdev': '/machine/peripheral/virtio-disk0/virtio-backend',
+                         'node-name': 'disk-format', 'stats': blockstats_reply(True),
+                         'parent': file_node}]),
+                ({'query-nodes': True}, [file_node, {'node-name': 'disk-format',
+                                                     'stats': blockstats_reply(False),
+                                                     'parent': file_node}])):
+            got = ok_return(c.execute('query-blockstats', args), 'query-blockstats %s' % args)
+            check(json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True),
+                  'query-blockstats %s: QEMU 7.2\'s reply' % (args or ''),
+                  json.dumps(want, sort_keys=True), json.dumps(got, sort_keys=True))
+    try:
+        run(extra)
+    finally:
+        image.close()
+
+
+@case('query-stats')
+@with_vm
+def t_stats(vm):
+    """query-stats and query-stats-schemas: KVM's own statistics of the VM and of
+    each vCPU, described and filtered as QEMU's kvm provider does."""
+    c = vm.connect().negotiate()
+    schemas = ok_return(c.execute('query-stats-schemas'), 'query-stats-schemas')
+    check([(x.get('provider'), x.get('target')) for x in schemas] == [('kvm', 'vm'),
+                                                                       ('kvm', 'vcpu')],
+          'query-stats-schemas: kvm, vm then vcpu', [('kvm', 'vm'), ('kvm', 'vcpu')],
+          [(x.get('provider'), x.get('target')) for x in schemas])
+    vcpu_schema = {x['name']: x for x in schemas[1]['stats']}
+    check(vcpu_schema.get('exits') == {'name': 'exits', 'type': 'cumulative', 'base': 10,
+                                       'exponent': 0},
+          'the vCPU statistic exits: cumulative, base 10', 'exits', vcpu_schema.get('exits'))
+    hist = [x for x in schemas[1]['stats'] if x['type'].endswith('histogram')]
+    check(all(('bucket-size' in x) == (x['type'] == 'linear-histogram') for x in hist),
+          'bucket-size for linear histograms only', 'bucket-size', hist[:2])
+    got = ok_return(c.execute('query-stats', {'target': 'vcpu'}), 'query-stats vcpu')
+    check(len(got) == 1 and got[0].get('qom-path') == '/machine/unattached/device[0]' and
+          got[0].get('provider') == 'kvm',
+          'one vCPU result with its QOM path', '/machine/unattached/device[0]', got)
+    values = {x['name']: x['value'] for x in got[0]['stats']}
+    check(set(values) == set(vcpu_schema), 'every described vCPU statistic has a value',
+          sorted(vcpu_schema), sorted(values))
+    check(all(isinstance(values[n], list) == vcpu_schema[n]['type'].endswith('histogram')
+              for n in values), 'histograms are lists, the rest scalars', 'lists', values)
+    names = ['exits', 'halt_exits']
+    got = ok_return(c.execute('query-stats', {'target': 'vcpu', 'vcpus': [
+        '/machine/unattached/device[0]'], 'providers': [{'provider': 'kvm', 'names': names}]}),
+        'query-stats vcpu names')
+    check([x['name'] for x in got[0]['stats']] == names and
+          all(type(x['value']) is int for x in got[0]['stats']),
+          'query-stats with names: those, as integers', names, got)
+    got = ok_return(c.execute('query-stats', {'target': 'vcpu', 'vcpus': ['/machine/x']}),
+                    'query-stats of no vCPU')
+    check(got == [], 'query-stats of an unknown vCPU path: nothing', [], got)
+    got = ok_return(c.execute('query-stats', {'target': 'vm'}), 'query-stats vm')
+    check(len(got) == 1 and 'qom-path' not in got[0] and
+          {x['name'] for x in got[0]['stats']} == {x['name'] for x in schemas[0]['stats']},
+          'one VM result, without a QOM path, every VM statistic', 'vm', got)
+    got = error_desc(c.execute('query-stats', {'target': 'vm', 'vcpus': []}))
+    check(got == "Parameter 'vcpus' is unexpected", 'vcpus only for the vcpu target',
+          "Parameter 'vcpus' is unexpected", got)
+
+
 @case('stop-cont-events')
 @with_vm
 def t_events(vm):

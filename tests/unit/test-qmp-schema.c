@@ -66,6 +66,15 @@ static void test_argument_errors(void)
         {"migrate", "{\"uri\": \"x\", \"blk\": null}",
          "Invalid parameter type for 'blk', expected: boolean"},
         {"stop", "{\"x\": 1}", "Parameter 'x' is unexpected"},
+        {"query-stats", "{}", "Parameter 'target' is missing"},
+        {"query-stats", "{\"target\": \"bogus\"}",
+         "Parameter 'target' does not accept value 'bogus'"},
+        {"query-stats",
+         "{\"target\": \"vm\", \"providers\": [{\"provider\": \"kvm\", "
+         "\"names\": [1]}]}",
+         "Invalid parameter type for 'providers[0].names[0]', expected: string"},
+        {"query-blockstats", "{\"query-nodes\": 1}",
+         "Invalid parameter type for 'query-nodes', expected: boolean"},
         /* a missing member is reported before an unexpected one */
         {"getfd", "{\"x\": 1}", "Parameter 'fdname' is missing"},
     };
@@ -82,6 +91,9 @@ static void test_argument_errors(void)
         {"qom-list-types", "{}"},
         {"qmp_capabilities", "{\"enable\": [\"oob\"]}"},
         {"migrate", "{\"uri\": \"x\", \"blk\": false}"},
+        {"query-stats", "{\"target\": \"vcpu\", \"providers\": [{\"provider\": \"kvm\"}]}"},
+        {"migrate-set-capabilities",
+         "{\"capabilities\": [{\"capability\": \"return-path\", \"state\": true}]}"},
     };
     for (size_t i = 0; i < G_N_ELEMENTS(fine); i++) {
         g_autofree char *got = check(fine[i].command, fine[i].args);
@@ -99,7 +111,7 @@ static void test_introspection_whole(void)
             json_object_get_string_member(json_array_get_object_element(a, i), "name");
         g_assert_true(g_hash_table_add(names, (gpointer)name)); /* no name twice */
     }
-    unsigned commands = 0;
+    unsigned commands = 0, alternates = 0;
     for (guint i = 0; i < json_array_get_length(a); i++) {
         JsonObject *e = json_array_get_object_element(a, i);
         const char *meta = json_object_get_string_member(e, "meta-type");
@@ -110,7 +122,11 @@ static void test_introspection_whole(void)
                     g_hash_table_contains(names, json_object_get_string_member(e, refs[r])));
             }
         }
-        if (json_object_has_member(e, "members") && strcmp(meta, "object") == 0) {
+        if (strcmp(meta, "alternate") == 0) {
+            alternates++;
+        }
+        if (json_object_has_member(e, "members") &&
+            (strcmp(meta, "object") == 0 || strcmp(meta, "alternate") == 0)) {
             JsonArray *m = json_object_get_array_member(e, "members");
             for (guint j = 0; j < json_array_get_length(m); j++) {
                 const char *t =
@@ -127,6 +143,7 @@ static void test_introspection_whole(void)
     g_assert_cmpuint(commands, ==, g_list_length(all));
     /* QEMU's shapes: "0" is the empty object; an enum lists its values twice. */
     g_assert_true(g_hash_table_contains(names, "0"));
+    g_assert_cmpuint(alternates, ==, 1); /* StatsValue */
     g_assert_true(g_hash_table_contains(names, "str"));
 }
 

@@ -254,6 +254,43 @@ static void test_rw(void)
     fixture_close(&fx);
 }
 
+/* query-blockstats' counters: what completed, what was refused, how far writes went. */
+static void test_stats(void)
+{
+    Fixture fx;
+    fixture_open(&fx, false, BLOCK_CACHE_WRITEBACK);
+    BlockAcctSnapshot st;
+    virtio_blk_stats(fx.vdev, &st);
+    g_assert_cmpint(st.idle_ns, ==, -1);
+    g_assert_cmpuint(st.c[BLOCK_ACCT_READ].ops + st.c[BLOCK_ACCT_WRITE].ops, ==, 0);
+    fixture_start(&fx);
+    g_assert_cmpuint(do_req(&fx, T_OUT, 4, fx.data, 8192, false, NULL), ==, S_OK);
+    g_assert_cmpuint(do_req(&fx, T_OUT, 40, fx.data, 512, false, NULL), ==, S_OK);
+    g_assert_cmpuint(do_req(&fx, T_IN, 0, fx.data, 4096, true, NULL), ==, S_OK);
+    g_assert_cmpuint(do_req(&fx, T_FLUSH, 0, 0, 0, false, NULL), ==, S_OK);
+    /* Refused before any I/O: past the end, and a length not a multiple of 512. */
+    g_assert_cmpuint(do_req(&fx, T_IN, SECTORS, fx.data, 512, true, NULL), ==, S_IOERR);
+    g_assert_cmpuint(do_req(&fx, T_OUT, 0, fx.data, 100, false, NULL), ==, S_IOERR);
+    uint64_t seg[2] = {GUINT64_TO_LE(8), GUINT64_TO_LE(16)};
+    memcpy(gp(&fx, fx.data, 16), seg, 16);
+    g_assert_cmpuint(do_req(&fx, T_DISCARD, 0, fx.data, 16, false, NULL), ==, S_OK);
+    virtio_blk_stats(fx.vdev, &st);
+    const BlockAcctCounters *rd = &st.c[BLOCK_ACCT_READ], *wr = &st.c[BLOCK_ACCT_WRITE];
+    g_assert_cmpuint(wr->ops, ==, 2);
+    g_assert_cmpuint(wr->bytes, ==, 8192 + 512);
+    g_assert_cmpuint(wr->invalid, ==, 1);
+    g_assert_cmpuint(wr->total_ns, >, 0);
+    g_assert_cmpuint(rd->ops, ==, 1);
+    g_assert_cmpuint(rd->bytes, ==, 4096);
+    g_assert_cmpuint(rd->invalid, ==, 1);
+    g_assert_cmpuint(st.c[BLOCK_ACCT_FLUSH].ops, ==, 1);
+    g_assert_cmpuint(st.c[BLOCK_ACCT_UNMAP].ops, ==, 1);
+    g_assert_cmpuint(st.c[BLOCK_ACCT_UNMAP].bytes, ==, 16 * 512);
+    g_assert_cmpuint(st.wr_highest_offset, ==, 41 * 512);
+    g_assert_cmpint(st.idle_ns, >=, 0);
+    fixture_close(&fx);
+}
+
 /* §2.6.4: header split over descriptors, data and status sharing one buffer, indirect. */
 static void test_layout(void)
 {
@@ -667,6 +704,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio/blk/features", test_features);
     g_test_add_func("/virtio/blk/config", test_config);
     g_test_add_func("/virtio/blk/rw", test_rw);
+    g_test_add_func("/virtio/blk/stats", test_stats);
     g_test_add_func("/virtio/blk/layout", test_layout);
     g_test_add_func("/virtio/blk/flush-get-id", test_flush_get_id);
     g_test_add_func("/virtio/blk/discard-write-zeroes", test_discard_write_zeroes);
