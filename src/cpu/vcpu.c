@@ -264,7 +264,10 @@ static void *vcpu_thread(void *arg)
     CpuSet *set = cpu->set;
     struct kvm_run *run = cpu->run;
 
+    g_mutex_lock(&set->lock);
     cpu->tid = (pid_t)syscall(SYS_gettid);
+    g_cond_broadcast(&set->cond);
+    g_mutex_unlock(&set->lock);
     g_autoptr(GError) err = NULL;
     if (!sandbox_apply(SANDBOX_VCPU, &err)) {
         g_printerr("qlite: vCPU %u: %s\n", cpu->index, err->message);
@@ -344,6 +347,14 @@ bool cpus_start(CpuSet *set, GError **error)
         pthread_setname_np(cpu->thread, name);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* Each thread's id is known on return (query-cpus-fast reports them). */
+    g_mutex_lock(&set->lock);
+    for (unsigned i = 0; i < set->n; i++) {
+        while (!set->cpus[i]->tid) {
+            g_cond_wait(&set->cond, &set->lock);
+        }
+    }
+    g_mutex_unlock(&set->lock);
     return true;
 }
 

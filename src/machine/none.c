@@ -187,6 +187,7 @@ int machine_none_run(const MachineConfig *cfg)
         daemon_ready(); /* the monitors listen: the parent may go */
     }
     if (n.qmp && qmp_server_sandbox(n.qmp, &err) && sandbox_apply(SANDBOX_MAIN, &err)) {
+        qmp_server_start(n.qmp);
         GSource *signals[MACHINE_ENDING_SIGNALS];
         machine_take_signals(ctx, none_on_signal, &n, signals);
         g_main_loop_run(n.loop);

@@ -998,6 +998,9 @@ int machine_run(Machine *m)
         g_printerr("qlite: %s\n", err->message);
         return QLITE_EXIT_ERROR;
     }
+    if (m->qmp) {
+        qmp_server_start(m->qmp);
+    }
     /*
      * After the main filter: glib's signal thread starts here and inherits it.
      * A signal held since start-up is taken now.

@@ -208,7 +208,7 @@ static void listener_accept(void *opaque)
 
 void qmp_listener_watch(QmpListener *l)
 {
-    if (!l->accept_src && l->clients->len < QMP_MAX_CLIENTS) {
+    if (l->s->serving && !l->accept_src && l->clients->len < QMP_MAX_CLIENTS) {
         l->accept_src = iothread_add_fd(l->s->thread, l->fd, listener_accept, l);
     }
 }

@@ -57,6 +57,7 @@ struct QmpServer {
     IoThread *thread;
     GPtrArray *listeners;
     QmpClient *cur; /* whose command runs (monitor thread) */
+    bool serving;   /* qmp_server_start: clients are accepted (monitor thread) */
     /* migrate-set-capabilities / -parameters (monitor thread; read atomically elsewhere) */
     gint mig_events;
     gint mig_return_path;

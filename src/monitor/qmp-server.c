@@ -126,6 +126,20 @@ static void add_listener_cb(void *opaque)
     qmp_listener_watch(l);
 }
 
+static void start_cb(void *opaque)
+{
+    QmpServer *s = opaque;
+    s->serving = true;
+    for (guint i = 0; i < s->listeners->len; i++) {
+        qmp_listener_watch(g_ptr_array_index(s->listeners, i));
+    }
+}
+
+void qmp_server_start(QmpServer *s)
+{
+    iothread_run_sync(s->thread, start_cb, s);
+}
+
 bool qmp_server_sandbox(QmpServer *s, GError **error)
 {
     return iothread_sandbox(s->thread, SANDBOX_MONITOR, error);

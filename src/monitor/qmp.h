@@ -111,6 +111,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(QmpServer, qmp_server_free)
  */
 bool qmp_server_listen(QmpServer *s, const char *spec, GError **error);
 bool qmp_server_listen_fd(QmpServer *s, int fd, GError **error);
+/*
+ * Clients are accepted from now on (until then they wait in the listen
+ * queue): once the machine is whole, so that the first answer a client gets
+ * already holds the vCPUs' thread ids and the rest of the set-up.
+ */
+void qmp_server_start(QmpServer *s);
 
 /*
  * Sends an event to every negotiated client; data may be NULL (taken over),

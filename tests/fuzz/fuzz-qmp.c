@@ -136,6 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         g_snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/qmp.sock", dir);
         g_autofree char *spec = g_strdup_printf("unix:%s,server=on,wait=off", addr.sun_path);
         g_assert(qmp_server_listen(server, spec, &err));
+        qmp_server_start(server);
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     g_assert(fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);

@@ -299,6 +299,7 @@ static void test_libvirt_argv(void)
     expect_error("usb=on is not supported: qlite has no USB", "-kernel", "/k", "-machine",
                  "pc,usb=on", NULL);
     expect_error("unsupported machine type 'q35'", "-kernel", "/k", "-machine", "q35", NULL);
+    expect_error("unsupported machine type 'q35'", "-kernel", "/k", "-M", "q35", NULL);
     expect_error("not an open descriptor", "-kernel", "/k", "-add-fd", "set=1,fd=999", NULL);
     expect_error("can't find value 'c9'", "-kernel", "/k", "-device", "isa-serial,chardev=c9",
                  NULL);
