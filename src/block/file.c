@@ -390,31 +390,79 @@ bool block_file_is_direct(BlockFile *f)
 }
 
 /*
- * OFD locks belong to the open file description, so two opens conflict even
- * inside one process, and closing another descriptor of the file does not
- * drop them.
+ * QEMU's image locking (its file driver), so that qlite, QEMU and qemu-img
+ * keep out of each other's way, and out of the bytes others lock (libvirt
+ * locks byte 0 for its metadata changes): each permission i an opener uses
+ * is a shared lock on byte 100 + i, each it does not let others have one on
+ * byte 200 + i. A writer uses consistent read and write, a reader consistent
+ * read; neither lets another write (QEMU 7.2's virtio-blk: bytes 100, 101
+ * and 201 for a writer). OFD locks belong to the open
+ * file description, so two opens conflict even inside one process, and
+ * closing another descriptor of the file does not drop them.
  */
-bool block_file_lock(BlockFile *f, bool lock, GError **error)
+enum { PERM_CONSISTENT_READ, PERM_WRITE, PERM_WRITE_UNCHANGED, PERM_RESIZE, PERM_NR };
+#define LOCK_PERM_BASE   100
+#define LOCK_SHARED_BASE 200
+#define LOCK_UNSHARED    (1u << PERM_WRITE)
+
+static const char *const perm_names[PERM_NR] = {"consistent read", "write", "write unchanged",
+                                                "resize"};
+
+static int lock_bytes(int fd, short type, off_t start, off_t len)
 {
-    struct flock fl = {
-        .l_type = !lock         ? F_UNLCK
-                  : f->readonly ? F_RDLCK
-                                : F_WRLCK,
-        .l_whence = SEEK_SET,
-        .l_start = 0,
-        .l_len = 0,
-    };
-    if (fcntl(f->fd, F_OFD_SETLK, &fl) == 0) {
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+    return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+/* Whether another open file description holds a lock on the byte. */
+static bool byte_taken(int fd, off_t byte, int *err)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
+        *err = errno;
         return true;
     }
-    if (lock && (errno == EAGAIN || errno == EACCES)) {
-        g_set_error(error, QLITE_ERROR, QLITE_ERROR_FAILED,
-                    "Failed to get \"%s\" lock: is another process using the image [%s]?",
-                    f->readonly ? "consistent read" : "write", f->path);
-    } else {
-        qlite_error_errno(error, errno, "cannot %s image '%s'", lock ? "lock" : "unlock", f->path);
+    return fl.l_type != F_UNLCK;
+}
+
+bool block_file_lock(BlockFile *f, bool lock, GError **error)
+{
+    if (!lock) {
+        if (lock_bytes(f->fd, F_UNLCK, 0, 0) == 0) {
+            return true;
+        }
+        qlite_error_errno(error, errno, "cannot unlock image '%s'", f->path);
+        return false;
     }
-    return false;
+    unsigned perm = (1u << PERM_CONSISTENT_READ) | (f->readonly ? 0 : 1u << PERM_WRITE);
+    for (int i = 0; i < PERM_NR; i++) {
+        if (((perm >> i) & 1 && lock_bytes(f->fd, F_RDLCK, LOCK_PERM_BASE + i, 1) < 0) ||
+            ((LOCK_UNSHARED >> i) & 1 && lock_bytes(f->fd, F_RDLCK, LOCK_SHARED_BASE + i, 1) < 0)) {
+            int err = errno;
+            lock_bytes(f->fd, F_UNLCK, 0, 0);
+            qlite_error_errno(error, err, "cannot lock image '%s'", f->path);
+            return false;
+        }
+    }
+    /* QEMU's messages: what we want that another denies, or what another uses that we deny. */
+    for (int i = 0; i < PERM_NR; i++) {
+        int err = 0;
+        bool ours = (perm >> i) & 1;
+        if ((ours && byte_taken(f->fd, LOCK_SHARED_BASE + i, &err)) ||
+            ((LOCK_UNSHARED >> i) & 1 && byte_taken(f->fd, LOCK_PERM_BASE + i, &err))) {
+            lock_bytes(f->fd, F_UNLCK, 0, 0);
+            if (err) {
+                qlite_error_errno(error, err, "cannot lock image '%s'", f->path);
+            } else {
+                g_set_error(error, QLITE_ERROR, QLITE_ERROR_FAILED,
+                            "Failed to get %s\"%s\" lock: is another process using the image "
+                            "[%s]?",
+                            ours ? "" : "shared ", perm_names[i], f->path);
+            }
+            return false;
+        }
+    }
+    return true;
 }
 
 /* ---- asynchronous requests ---- */

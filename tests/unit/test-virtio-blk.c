@@ -645,6 +645,18 @@ static void test_open_errors(void)
     g_autoptr(BlockBackend) w = block_open(&cfg, &err);
     g_assert_no_error(err);
     expect_open_error(&cfg, "Failed to get \"write\" lock", good);
+    /* QEMU's locks: QEMU's tools see the image in use; libvirt's metadata byte is free. */
+    g_autofree char *out = NULL;
+    g_autofree char *cmd = g_strdup_printf("qemu-io -f raw -c 'read 0 512' %s", good);
+    gint status;
+    g_assert_true(g_spawn_command_line_sync(cmd, NULL, &out, &status, &err));
+    g_assert_no_error(err);
+    g_assert_false(g_spawn_check_wait_status(status, NULL));
+    g_assert_nonnull(strstr(out, "Failed to get \"write\" lock"));
+    int other = open(good, O_RDWR);
+    struct flock meta = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    g_assert_cmpint(fcntl(other, F_OFD_SETLK, &meta), ==, 0);
+    close(other);
     DriveConfig ro = {.file = good, .readonly = true};
     expect_open_error(&ro, "lock", good);
     g_clear_pointer(&w, block_close);
