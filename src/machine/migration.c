@@ -298,6 +298,10 @@ static gpointer mig_out_thread(gpointer opaque)
     }
     if (!cancelled) {
         g_warning("migration to %s failed: %s", m->mig_uri, err ? err->message : "unknown error");
+        g_mutex_lock(&m->mig_lock);
+        g_free(m->mig_error);
+        m->mig_error = g_strdup(err ? err->message : "unknown error");
+        g_mutex_unlock(&m->mig_lock);
     }
     /* The source carries on as it was. */
     g_autoptr(GError) lock_err = NULL;
@@ -360,6 +364,7 @@ bool machine_migrate(Machine *m, const char *uri, int fd, GError **error)
     m->mig_remaining = m->cfg.ram_size;
     m->mig_passes = m->mig_dirty_rate = 0;
     m->mig_expected_down = 0;
+    g_clear_pointer(&m->mig_error, g_free);
     g_mutex_unlock(&m->mig_lock);
     g_atomic_int_set(&m->mig_cancel, 0);
     m->mig_out_fd = fd;
@@ -399,6 +404,9 @@ void machine_query_migrate(Machine *m, QmpMigrateInfo *info)
     info->normal = m->mig_stats.normal_pages;
     info->normal_bytes = m->mig_stats.normal_pages * MIG_PAGE_SIZE;
     info->mbps = info->total_time ? (double)info->transferred * 8 / 1e3 / info->total_time : 0;
+    if (m->mig_status == MIG_STATUS_FAILED && m->mig_error) {
+        g_strlcpy(info->error_desc, m->mig_error, sizeof(info->error_desc));
+    }
     g_mutex_unlock(&m->mig_lock);
 }
 

@@ -85,6 +85,7 @@ struct Machine {
     int mig_out_fd;  /* the descriptor of migrate fd:NAME until the thread takes it; -1 */
     gint mig_cancel; /* migrate_cancel was asked */
     char *mig_uri;
+    char *mig_error; /* under mig_lock: why the last migration failed, or NULL */
 
     GSource *signal_sources[MACHINE_ENDING_SIGNALS];
     gint ending;     /* set once: the VM is on its way out */

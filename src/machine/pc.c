@@ -1033,6 +1033,7 @@ void machine_free(Machine *m)
         }
     }
     g_free(m->mig_uri);
+    g_free(m->mig_error);
     serial_free(m->serial);
     chardev_free(m->serial_chr);
     rtc_free(m->rtc);

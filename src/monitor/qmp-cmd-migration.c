@@ -104,6 +104,9 @@ JsonNode *qmp_cmd_query_migrate(QmpServer *s, JsonObject *args)
         json_object_set_int_member(ram, "dirty-sync-count", (gint64)info.dirty_sync_count);
         json_object_set_int_member(ram, "page-size", 4096);
         json_object_set_object_member(o, "ram", ram);
+        if (info.error_desc[0]) {
+            json_object_set_string_member(o, "error-desc", info.error_desc);
+        }
     }
     return qmp_return(qmp_object_node(o));
 }

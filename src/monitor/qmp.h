@@ -62,6 +62,7 @@ typedef struct QmpMigrateInfo {
     uint64_t transferred, total, remaining, duplicate, normal, normal_bytes;
     uint64_t dirty_sync_count, dirty_pages_rate; /* passes over the dirty log; pages/s */
     double mbps;
+    char error_desc[256]; /* why it failed, when it did ("" otherwise) */
 } QmpMigrateInfo;
 
 /* What commands need from the machine; every call comes from the monitor thread. */

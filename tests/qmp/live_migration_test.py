@@ -171,6 +171,10 @@ def live(a, tmp, src, name, uri, bandwidth):
     dst = Vm(a, tmp, name, ["-incoming", uri])
     lc.check(dst.wait_listening(), f"{name} listens on {uri}")
     src.mon.cmd("migrate-set-parameters", {"max-bandwidth": bandwidth})
+    # As libvirt does: the source completes once the destination has loaded the VM.
+    for vm in (src, dst):
+        vm.mon.cmd("migrate-set-capabilities",
+                   {"capabilities": [{"capability": "return-path", "state": True}]})
     before = src.rounds()[-1]
     src.mon.events.clear()
     start = time.monotonic()

@@ -569,7 +569,8 @@ def t_errors(vm):
          '{"error": {"class": "GenericError", "desc": '
          '"Parameter \'capabilities[0].state\' is missing"}}'),
         ('{"execute": "query-migrate-capabilities"}',
-         '{"return": [{"capability": "events", "state": false}]}'),
+         '{"return": [{"capability": "events", "state": false}, '
+         '{"capability": "return-path", "state": false}]}'),
         # Accepted variants: empty arguments, single-quoted strings.
         ('{"execute": "query-status", "arguments": {}, "id": "empty"}',
          '{"return": {"status": "prelaunch", "singlestep": false, "running": false}, "id": "empty"}'),
@@ -879,6 +880,36 @@ def t_stats(vm):
     got = error_desc(c.execute('query-stats', {'target': 'vm', 'vcpus': []}))
     check(got == "Parameter 'vcpus' is unexpected", 'vcpus only for the vcpu target',
           "Parameter 'vcpus' is unexpected", got)
+
+
+@case('return-path')
+@with_vm
+def t_return_path(vm):
+    """The return-path capability: set and read back; a stream that has no way
+    back (a pipe) fails the migration with the reason, and the VM stays as it was."""
+    c = vm.connect().negotiate()
+    ok_return(c.execute('migrate-set-capabilities', {'capabilities': [
+        {'capability': 'return-path', 'state': True}]}), 'migrate-set-capabilities return-path')
+    caps = ok_return(c.execute('query-migrate-capabilities'), 'query-migrate-capabilities')
+    check({'capability': 'return-path', 'state': True} in caps, 'return-path is on',
+          'return-path true', caps)
+    if OPTS.reference:  # QEMU 7.2 opens a return path on a pipe and waits on it
+        return
+    r, w = os.pipe()
+    reader = PipeEnd(r)
+    ok_return(send_fd(c, w, {'execute': 'getfd', 'arguments': {'fdname': 'out'}}), 'getfd')
+    os.close(w)
+    ok_return(c.execute('migrate', {'uri': 'fd:out'}, events=[]), 'migrate fd:out')
+    deadline = time.time() + 30
+    info = {}
+    while time.time() < deadline and info.get('status') not in ('completed', 'failed'):
+        info = ok_return(c.execute('query-migrate', events=[]), 'query-migrate')
+        time.sleep(0.05)
+    check(info.get('status') == 'failed' and 'return-path' in info.get('error-desc', ''),
+          'migrate to a pipe with return-path: failed, error-desc says why', 'failed', info)
+    reader.join(10)
+    expect_msg(c.execute('query-status'), '{"return": {"status": "prelaunch", '
+               '"singlestep": false, "running": false}}', 'the VM is still in prelaunch')
 
 
 @case('stop-cont-events')
