@@ -215,7 +215,7 @@ static void mig_stop_logging(MigOut *o)
  * device's state. Returns the state the VM was in before it stopped, or -1
  * when it never stopped.
  */
-static int mig_send(Machine *m, int fd, bool *handed_over, GError **error)
+static int mig_send(Machine *m, int fd, bool answer, bool *handed_over, GError **error)
 {
     MigOut o = {.m = m, .w = mig_writer_new(fd)};
     uint64_t pages = guest_mem_pages(m->mem);
@@ -238,7 +238,7 @@ static int mig_send(Machine *m, int fd, bool *handed_over, GError **error)
         /* Shared disks: the source flushes and unlocks before the destination can take over. */
         *handed_over = ok = machine_handover(m, false, error);
         ok = ok && (!o.logging || mig_sync(&o, error)) && mig_send_pending(&o, 0, error) &&
-             machine_save_finish(m, o.w, prev == RUN_STATE_RUNNING, error);
+             machine_save_finish(m, o.w, prev == RUN_STATE_RUNNING, answer, error);
     }
     mig_stop_logging(&o);
     mig_publish(&o, ok ? 0 : mig_pending(&o));
@@ -274,7 +274,7 @@ static gpointer mig_out_thread(gpointer opaque)
     bool return_path = qmp_server_migration_return_path(m->qmp);
     if (fd >= 0 && (!return_path || mig_return_path_open(fd, &err))) {
         mig_set_status(m, MIG_STATUS_ACTIVE);
-        prev = mig_send(m, fd, &handed_over, &err);
+        prev = mig_send(m, fd, return_path, &handed_over, &err);
         if (!err && return_path) {
             mig_return_path_wait(fd, &err);
         }
@@ -460,8 +460,10 @@ static gpointer mig_in_thread(gpointer opaque)
     if (fd >= 0) {
         mig_set_status(m, MIG_STATUS_ACTIVE);
         MigStats stats = {0};
-        bool ok = machine_snapshot_load(m, fd, &stats, &in->running, &in->err);
-        if (qmp_server_migration_return_path(m->qmp)) {
+        bool answer = false;
+        bool ok = machine_snapshot_load(m, fd, &stats, &in->running, &answer, &in->err);
+        /* The source asks in the stream; a stream cut short leaves only our own setting. */
+        if (answer || qmp_server_migration_return_path(m->qmp)) {
             mig_return_path_send(fd, ok);
         }
         g_mutex_lock(&m->mig_lock);

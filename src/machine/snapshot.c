@@ -111,7 +111,7 @@ static bool machine_compare(void *opaque, const void *cfg, size_t len, GError **
 /* Whether this VM saves a section called id (machine_save_finish's names). */
 static bool machine_has_section(Machine *m, const char *id)
 {
-    if (strcmp(id, "runstate") == 0 || strcmp(id, "vm") == 0) {
+    if (strcmp(id, "runstate") == 0 || strcmp(id, "vm") == 0 || strcmp(id, "answer") == 0) {
         return true;
     }
     MachineDevice devs[MACHINE_DEVICES_MAX];
@@ -181,11 +181,12 @@ bool machine_save_begin(Machine *m, MigWriter *w, GError **error)
     return mig_write_header(w, error) && mig_write_machine(w, desc, strlen(desc), error);
 }
 
-bool machine_save_finish(Machine *m, MigWriter *w, bool running, GError **error)
+bool machine_save_finish(Machine *m, MigWriter *w, bool running, bool answer, GError **error)
 {
     g_autoptr(GByteArray) b = g_byte_array_new();
     state_put_bool(b, running);
-    if (!write_section(w, "runstate", b, error)) {
+    if (!write_section(w, "runstate", b, error) ||
+        (answer && !write_section(w, "answer", b, error))) {
         return false;
     }
     if (!vm_state_save(m->kvm, b, error) || !write_section(w, "vm", b, error)) {
@@ -242,7 +243,8 @@ static bool load_cursor(GHashTable *states, const char *id, StateIn *in, GError 
     return true;
 }
 
-bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, bool *running, GError **error)
+bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, bool *running, bool *answer,
+                           GError **error)
 {
     g_autoptr(MigReader) r = mig_reader_new(fd, machine_store_page, m);
     g_autoptr(GHashTable) states =
@@ -261,6 +263,13 @@ bool machine_snapshot_load(Machine *m, int fd, MigStats *stats, bool *running, G
     if (!state_in_finish(&in, "runstate", error)) {
         return false;
     }
+    GBytes *ask = g_hash_table_lookup(states, "answer");
+    if (ask && g_bytes_get_size(ask) != 0) {
+        g_set_error(error, QLITE_ERROR, QLITE_ERROR_INVALID,
+                    "migration stream: section 'answer' is not empty");
+        return false;
+    }
+    *answer = ask != NULL;
     /* Devices first, then the irqchip, then the vCPUs (their LAPICs). */
     MachineDevice devs[MACHINE_DEVICES_MAX];
     for (unsigned i = 0, n = machine_devices(m, devs); i < n; i++) {

@@ -150,12 +150,13 @@ static gint *capability(QmpServer *s, const char *name)
 
 static const char *const capabilities[] = {"events", "return-path"};
 
-/* migrate-set-capabilities: as QEMU, not while a migration runs. */
+/* migrate-set-capabilities: as QEMU, not while this VM is being sent (receiving is fine). */
 JsonNode *qmp_cmd_migrate_set_capabilities(QmpServer *s, JsonObject *args)
 {
     QmpMigrateInfo info = {0};
     s->ops->query_migrate(s->opaque, &info);
-    if (info.status && (strcmp(info.status, "setup") == 0 || strcmp(info.status, "active") == 0)) {
+    if (info.status && (strcmp(info.status, "setup") == 0 || strcmp(info.status, "active") == 0) &&
+        strcmp(s->ops->status(s->opaque), "inmigrate") != 0) {
         return qmp_error("GenericError", "There's a migration process in progress");
     }
     JsonArray *a = json_object_get_array_member(args, "capabilities");

@@ -171,10 +171,12 @@ def live(a, tmp, src, name, uri, bandwidth):
     dst = Vm(a, tmp, name, ["-incoming", uri])
     lc.check(dst.wait_listening(), f"{name} listens on {uri}")
     src.mon.cmd("migrate-set-parameters", {"max-bandwidth": bandwidth})
-    # As libvirt does: the source completes once the destination has loaded the VM.
-    for vm in (src, dst):
-        vm.mon.cmd("migrate-set-capabilities",
-                   {"capabilities": [{"capability": "return-path", "state": True}]})
+    # return-path: the source completes once the destination has loaded the VM. libvirt
+    # sets it on both sides; C leaves its own off (the stream carries the source's request).
+    for vm in (src, dst) if name != "C" else (src,):
+        r = vm.mon.cmd("migrate-set-capabilities",
+                       {"capabilities": [{"capability": "return-path", "state": True}]})
+        lc.check("return" in r, f"return-path on {vm.name} ({r})")
     before = src.rounds()[-1]
     src.mon.events.clear()
     start = time.monotonic()
