@@ -136,6 +136,11 @@ def steps(a):
     with open(xml, "w") as f:
         f.write(domain_xml(a, disk, console))
     con = Console(console)
+    # libvirtd's capability probe of the emulator (its cache is empty: a fresh state dir).
+    rc, out = virsh("domcapabilities", "--emulatorbin", os.path.abspath(a.vmm), "--virttype",
+                    "kvm", op="probe")
+    check(rc == 0 and "<domainCapabilities>" in out and "<value>virtio</value>" in out,
+          f"libvirtd probes the emulator: KVM, virtio disks ({out[-200:]!r})")
     rc, out = virsh("define", xml)
     check(rc == 0, f"virsh define ({out})")
     rc, out = virsh("start", NAME)
