@@ -66,8 +66,9 @@ uint64_t block_file_length(BlockFile *f);
 bool block_file_refresh_length(BlockFile *f, GError **error);
 bool block_file_is_direct(BlockFile *f);
 /*
- * An OFD lock over the whole file, like QEMU's image locking: a write lock
- * when opened read-write, a read lock when read-only. lock false releases it.
+ * QEMU's image locking (OFD locks on the bytes that stand for permissions,
+ * file.c): a writer excludes every other writer and reader, readers share.
+ * lock false releases it.
  */
 bool block_file_lock(BlockFile *f, bool lock, GError **error);
 
