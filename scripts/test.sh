@@ -9,7 +9,7 @@
 # run of each fuzz target and a boot test of each kind.
 # A nested host that dies or is stopped for a kernel fault (QEMU's emulated SVM
 # is not flawless) is said so and started again with the tests it did not
-# pass, up to three times: a test counts once, with its last result, and
+# pass, up to five times: a test counts once, with its last result, and
 # never fails because its host did.
 # Usage: scripts/test.sh [meson test arguments, e.g. --suite unit or a test name]
 #   (with arguments, the selection runs once, on /dev/kvm or in the nested host)
@@ -34,13 +34,13 @@ kvm_host() {
     scripts/kvm-host.sh --timeout "${QLITE_KVM_TIMEOUT:-1500}" "$@"
 }
 # Tests NAMES of suite kvm of build DIR in a nested host, LABEL naming their
-# logs; after a host death, again with the tests it did not pass, up to four
-# hosts in all.
+# logs; after a host death, again with the tests it did not pass, up to six
+# hosts in all (some days QEMU's emulated SVM crashes one every ten minutes).
 run_kvm() {
     local label=$1 dir=$2
     shift 2
     local todo=("$@") attempt console rc
-    for attempt in 1 2 3 4; do
+    for attempt in 1 2 3 4 5 6; do
         console=$logs/console-$label-$attempt.txt
         rc=0
         kvm_host -- meson test -C "$dir" --no-rebuild --print-errorlogs \
@@ -56,7 +56,7 @@ run_kvm() {
         [ ${#todo[@]} -eq 0 ] && return 0
         # CI allows 90 minutes: no new host after 75.
         [ $SECONDS -lt "${QLITE_TEST_BUDGET:-4500}" ] || break
-        [ $attempt -lt 4 ] &&
+        [ $attempt -lt 6 ] &&
             echo "test.sh: the nested KVM host died; again with the ${#todo[@]} tests it did not pass" >&2
     done
     died=1 status=125
