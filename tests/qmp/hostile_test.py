@@ -61,7 +61,8 @@ def attack_and_save(a, tmp, state):
         mon = lc.Monitor(sock)
         mon.cmd("migrate-set-capabilities",
                 {"capabilities": [{"capability": "events", "state": True}]})
-        done = con.wait(r"qlite-agent: hostile done", proc=p)
+        # Thousands of MMIO and port exits: minutes under the sanitizers in a nested host.
+        done = con.wait(r"qlite-agent: hostile done", proc=p, timeout=800)
         if not lc.check(done is not None, "the agent attacked vdb and qlite is still running"):
             print("# console tail:\n" + "\n".join("#   " + l for l in
                                                   con.text().splitlines()[-15:]))
