@@ -74,7 +74,7 @@ static JsonObject *stats_result(QmpServer *s, int vcpu, JsonArray *names, JsonNo
         return NULL;
     }
     JsonArray *stats = json_array_new();
-    for (unsigned i = 0; i < desc->n; i++) {
+    for (unsigned i = desc->n; i-- > 0;) { /* QEMU 7.2 lists them last first */
         const KvmStatsDesc *d = &desc->desc[i];
         if (!stat_known(d) || !name_wanted(d->name, names)) {
             continue;
@@ -161,7 +161,7 @@ JsonNode *qmp_cmd_query_stats(QmpServer *s, JsonObject *args)
 static JsonObject *stats_schema(const KvmStats *desc, const char *target)
 {
     JsonArray *stats = json_array_new();
-    for (unsigned i = 0; i < desc->n; i++) {
+    for (unsigned i = desc->n; i-- > 0;) { /* QEMU 7.2 lists them last first */
         const KvmStatsDesc *d = &desc->desc[i];
         if (!stat_known(d)) {
             continue;
@@ -174,8 +174,10 @@ static JsonObject *stats_schema(const KvmStats *desc, const char *target)
         if (unit) {
             json_object_set_string_member(o, "unit", unit);
         }
-        json_object_set_int_member(o, "base",
-                                   stat_is(d, KVM_STATS_BASE_MASK, KVM_STATS_BASE_POW2) ? 2 : 10);
+        if (d->exponent) { /* as QEMU: a base only for a non-zero exponent */
+            json_object_set_int_member(
+                o, "base", stat_is(d, KVM_STATS_BASE_MASK, KVM_STATS_BASE_POW2) ? 2 : 10);
+        }
         json_object_set_int_member(o, "exponent", d->exponent);
         if (stat_is(d, KVM_STATS_TYPE_MASK, KVM_STATS_TYPE_LINEAR_HIST)) {
             json_object_set_int_member(o, "bucket-size", d->bucket_size);
@@ -196,7 +198,7 @@ JsonNode *qmp_cmd_query_stats_schemas(QmpServer *s, JsonObject *args)
     static const struct {
         int vcpu;
         const char *target;
-    } targets[] = {{-1, "vm"}, {0, "vcpu"}};
+    } targets[] = {{0, "vcpu"}, {-1, "vm"}}; /* QEMU 7.2's order */
     for (size_t i = 0; i < G_N_ELEMENTS(targets); i++) {
         const KvmStats *desc;
         g_autoptr(GError) err = NULL;
