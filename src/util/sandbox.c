@@ -208,11 +208,11 @@ static const char *const iothread_calls[] = {
 };
 
 /*
- * QMP clients and getfd; with migration_calls, for the migrations it starts.
- * pread64: KVM's statistics (query-stats).
+ * QMP clients and getfd; with migration_calls, for the migrations it starts
+ * (and their pread64 for KVM's statistics, query-stats).
  */
 static const char *const monitor_calls[] = {
-    "bind", "listen", "clone3", "clone", "unlink", "pread64", NULL,
+    "bind", "listen", "clone3", "clone", "unlink", NULL,
 };
 
 static const char *const migration_calls[] = {
